@@ -1,0 +1,75 @@
+// ringlink::Communicator: a group of ranks that exchange messages and run collectives.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <string>
+
+#include "ringlink/error.h"
+#include "ringlink/options.h"
+#include "ringlink/types.h"
+
+namespace ringlink {
+
+namespace detail {
+struct WorkState;
+class Engine;
+}  // namespace detail
+
+// The handle of an asynchronous operation. Operations run on the communicator's progress
+// thread in issue order; the caller blocks only in wait().
+class Work {
+ public:
+  Work() = default;  // an empty handle counts as completed
+
+  // True once the operation finished successfully; throws its error if it failed.
+  // Never blocks (it may advance the engine once if nobody else is).
+  bool test();
+
+  // Waits until completion and throws the operation's error if it failed. Termination is
+  // guaranteed by the operation's own deadline (Options::timeout of silence from a peer).
+  void wait();
+
+  // As wait(), but throws TimeoutError if not finished within `timeout`; the operation itself
+  // continues and can be waited on again.
+  void wait(std::chrono::milliseconds timeout);
+
+  bool completed() const;          // finished, successfully or not
+  std::exception_ptr error() const;  // the failure, or null
+
+ private:
+  friend class Communicator;
+  explicit Work(std::shared_ptr<detail::WorkState> s) : state_(std::move(s)) {}
+  std::shared_ptr<detail::WorkState> state_;
+};
+
+class Communicator {
+ public:
+  // Joins the group described by `options`; identity fields left unset (-1 / empty) are read
+  // from the environment (ringlink-run, torchrun, mpirun, srun). Every rank must create its
+  // communicators in the same order. Throws a typed Error naming what is wrong.
+  explicit Communicator(Options options = Options::from_environment());
+  ~Communicator();
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  int rank() const;
+  int size() const;
+  const Options& options() const;
+  std::string transport_name() const;
+
+  // ---- point to point (host memory) ----
+  // A send matches the receive on `peer` with the same tag; tags below 2^39.
+  Work isend(const void* buf, size_t bytes, int peer, uint64_t tag = 0);
+  Work irecv(void* buf, size_t bytes, int peer, uint64_t tag = 0);
+  void send(const void* buf, size_t bytes, int peer, uint64_t tag = 0);
+  void recv(void* buf, size_t bytes, int peer, uint64_t tag = 0);
+
+ private:
+  std::shared_ptr<detail::Engine> engine_;
+};
+
+}  // namespace ringlink

@@ -1,0 +1,64 @@
+// Communicator options. Every field can be set in code; Options::from_environment() fills
+// them from RINGLINK_* variables and from the launcher's (torchrun, then Open MPI, then Slurm).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ringlink {
+
+enum class TransportKind { Auto, Verbs, Ucx };
+enum class Algorithm { Auto, Ring, Tree };
+enum class LogLevel { Warn = 0, Info = 1, Trace = 2 };
+
+std::string_view to_string(TransportKind k);
+std::string_view to_string(Algorithm a);
+std::string_view to_string(LogLevel l);
+
+// Which launcher the rank identity came from.
+enum class Launcher { None, Explicit, Torchrun, OpenMpi, Slurm };
+std::string_view to_string(Launcher l);
+
+struct Options {
+  // ---- identity and rendezvous (from the launcher unless set) ----
+  int rank = -1;
+  int world_size = -1;
+  int local_rank = -1;
+  int local_world_size = -1;
+  std::string master_addr;     // host of rank 0, which serves the rendezvous store
+  int master_port = 0;         // the store's TCP port
+  std::string job_token;       // RINGLINK_JOB_TOKEN: every rank must present the same one
+  Launcher launcher = Launcher::None;
+
+  // ---- engine ----
+  TransportKind transport = TransportKind::Auto;       // RINGLINK_TRANSPORT
+  Algorithm algorithm = Algorithm::Auto;                // RINGLINK_ALGO
+  size_t chunk_bytes = 0;                               // RINGLINK_CHUNK_BYTES; 0 = measured default
+  std::chrono::milliseconds timeout{5000};              // RINGLINK_TIMEOUT_MS: silence allowed from a peer
+  std::chrono::milliseconds connect_timeout{60000};     // RINGLINK_CONNECT_TIMEOUT_MS: rendezvous deadline
+  LogLevel log_level = LogLevel::Warn;                  // RINGLINK_DEBUG
+
+  // ---- verbs transport ----
+  std::string ib_hca;       // RINGLINK_IB_HCA: "name[:port],..." or "soft"
+  int ib_gid_index = -1;    // RINGLINK_IB_GID_INDEX; -1 = choose automatically
+  int ib_timeout = 18;      // RINGLINK_IB_TIMEOUT: 4.096 us * 2^value per retry
+  int ib_retry_cnt = 7;     // RINGLINK_IB_RETRY_CNT
+  int ib_qps = 1;           // RINGLINK_IB_QPS: queue pairs per connection
+
+  // Reads the environment. Throws InvalidArgumentError naming the variable on a malformed value.
+  // Identity fields stay -1 / empty when no launcher variables are present.
+  static Options from_environment();
+
+  // Same, with a custom lookup (tests). `getenv` returns nullopt for unset variables.
+  using EnvLookup = std::function<std::optional<std::string>(const char* name)>;
+  static Options from_environment(const EnvLookup& getenv);
+
+  // Throws InvalidArgumentError when the identity is incomplete or inconsistent.
+  void validate() const;
+};
+
+}  // namespace ringlink

@@ -1,0 +1,419 @@
+#include "comm/engine.h"
+
+#include <poll.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "ringlink/error.h"
+
+namespace ringlink::detail {
+namespace {
+
+std::atomic<uint32_t> g_next_epoch{0};
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+}  // namespace
+
+Engine::Engine(Options options) : options_(std::move(options)) {}
+
+std::shared_ptr<Engine> Engine::create(Options options) {
+  options.validate();
+  log::set_rank(options.rank);
+  if (options.log_level > LogLevel::Warn || !log::enabled(LogLevel::Info)) log::set_level(options.log_level);
+  std::shared_ptr<Engine> e(new Engine(std::move(options)));
+  e->join_group();
+  e->start_threads();
+  return e;
+}
+
+Engine::~Engine() { shutdown(); }
+
+void Engine::join_group() {
+  epoch_ = g_next_epoch.fetch_add(1);
+  const int rank = options_.rank, size = options_.world_size;
+  if (size == 1) return;  // nothing to connect: collectives are local copies
+  auto t0 = Clock::now();
+  Deadline deadline = Deadline::after(options_.connect_timeout);
+
+  if (rank == 0) {
+    std::string bind = is_loopback(options_.master_addr) ? "127.0.0.1" : "0.0.0.0";
+    try {
+      server_ = StoreServer::acquire(bind, options_.master_port, options_.job_token, size);
+    } catch (const net::SocketError& e) {
+      throw TransportError(rank, -1, "bootstrap",
+                           fmt::format("cannot serve the rendezvous store on port {}: {}", options_.master_port,
+                                       e.what()));
+    }
+  }
+  StoreIdentity id{options_.master_addr, options_.master_port, options_.job_token, rank, size, epoch_};
+  store_ = std::make_unique<StoreClient>(id, deadline);
+  store_->wait_for_all_ranks(deadline.remaining());
+  watch_ = std::make_unique<WatchChannel>(id, deadline);
+
+  TransportSetup setup{rank, size, options_.local_rank, options_.local_world_size, options_};
+  transport_ = create_transport(setup);
+
+  // Two phases so no rank waits on a peer that is itself waiting: publish, then connect.
+  for (int p = 0; p < size; ++p) {
+    if (p == rank) continue;
+    auto info = transport_->endpoint_info(p);
+    store_->set(fmt::format("ep/{}/{}", rank, p), std::string(reinterpret_cast<const char*>(info.data()), info.size()));
+  }
+  connections_.resize(static_cast<size_t>(size));
+  for (int p = 0; p < size; ++p) {
+    if (p == rank) continue;
+    std::string info;
+    try {
+      info = store_->get(fmt::format("ep/{}/{}", p, rank), deadline.remaining());
+    } catch (const TimeoutError&) {
+      throw TimeoutError(rank, p, "connect", fmt::format("rank {} never published its transport address", p));
+    }
+    connections_[static_cast<size_t>(p)] =
+        transport_->connect(p, std::span(reinterpret_cast<const std::byte*>(info.data()), info.size()));
+  }
+  store_->barrier("connected", deadline.remaining());
+  transport_->on_all_connected();
+  log::info("communicator ready: rank {} of {}, transport {}, joined in {:.1f} ms", rank, size, transport_->name(),
+            ms_since(t0));
+}
+
+void Engine::start_threads() {
+  if (watch_) {
+    watcher_stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    watcher_thread_ = std::thread([this] { watcher_thread_main(); });
+  }
+  progress_thread_ = std::thread([this] { progress_thread_main(); });
+}
+
+std::string Engine::transport_name() const { return transport_ ? transport_->name() : "local"; }
+
+void Engine::shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  {
+    // Let outstanding work finish (bounded by its own silence deadline), then fail the rest.
+    std::lock_guard g(drive_mu_);
+    drive_until([&] { return !has_work(); }, Deadline::after(options_.timeout));
+    if (has_work())
+      fail_everything(std::make_exception_ptr(InvalidArgumentError(
+          rank(), -1, "destroy communicator", "the communicator was destroyed with operations outstanding")));
+  }
+  {
+    std::lock_guard lk(queue_mu_);
+    stopping_ = true;
+  }
+  stopping_flag_.store(true);
+  queue_cv_.notify_all();
+  if (progress_thread_.joinable()) progress_thread_.join();
+  if (watcher_thread_.joinable()) {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(watcher_stop_fd_, &one, sizeof one);
+    watcher_thread_.join();
+  }
+  if (watcher_stop_fd_ >= 0) ::close(watcher_stop_fd_);
+  if (watch_) watch_->bye();
+  connections_.clear();
+  transport_.reset();
+  watch_.reset();
+  store_.reset();
+  server_.reset();
+}
+
+std::shared_ptr<WorkState> Engine::submit(std::unique_ptr<Operation> op, bool async) {
+  auto w = std::make_shared<WorkState>();
+  w->op = std::move(op);
+  w->engine = shared_from_this();
+  w->submitted = Clock::now();
+  {
+    std::lock_guard lk(queue_mu_);
+    w->seq = next_seq_++;
+    submitted_.push_back(w);
+    submitted_count_.fetch_add(1, std::memory_order_release);
+  }
+  // A caller in wait() drives and hands leftover work back when it leaves.
+  if (async && callers_waiting_.load() == 0) wake_progress_thread();
+  return w;
+}
+
+bool Engine::has_work() {
+  return submitted_count_.load(std::memory_order_acquire) > 0 || active_count_.load(std::memory_order_acquire) > 0;
+}
+
+void Engine::wake_progress_thread() {
+  {
+    std::lock_guard lk(queue_mu_);
+    async_pending_ = true;
+  }
+  queue_cv_.notify_one();
+}
+
+void Engine::complete(const std::shared_ptr<WorkState>& w, std::exception_ptr error) {
+  w->op.reset();  // releases its requests while this thread still drives the transport
+  if (error) {
+    w->error = error;
+    w->status.store(WorkState::Failed, std::memory_order_release);
+  } else {
+    w->status.store(WorkState::Done, std::memory_order_release);
+  }
+  active_count_.fetch_sub(1, std::memory_order_acq_rel);
+  if (sleepers_.load(std::memory_order_acquire) > 0) {
+    std::lock_guard lk(done_mu_);
+    done_cv_.notify_all();
+  }
+}
+
+void Engine::fail_everything(std::exception_ptr error) {
+  if (!broken_) {
+    broken_ = error;
+    broken_flag_.store(true, std::memory_order_release);
+  }
+  // Admit what was submitted so it fails too.
+  {
+    std::lock_guard lk(queue_mu_);
+    for (auto& w : submitted_) {
+      active_count_.fetch_add(1, std::memory_order_acq_rel);
+      collectives_.push_back(w);
+    }
+    submitted_.clear();
+    submitted_count_.store(0, std::memory_order_release);
+  }
+  for (auto& w : p2p_) complete(w, broken_);
+  p2p_.clear();
+  for (auto& w : collectives_) complete(w, broken_);
+  collectives_.clear();
+}
+
+bool Engine::step() {
+  bool moved = transport_ ? transport_->progress() : false;
+  OpContext ctx{options_.rank, options_.world_size, options_, transport_.get(), connections_, 0};
+
+  if (submitted_count_.load(std::memory_order_acquire) > 0) {
+    std::vector<std::shared_ptr<WorkState>> batch;
+    {
+      std::lock_guard lk(queue_mu_);
+      batch.swap(submitted_);
+      submitted_count_.store(0, std::memory_order_release);
+    }
+    for (auto& w : batch) {
+      active_count_.fetch_add(1, std::memory_order_acq_rel);
+      if (broken_) {
+        complete(w, broken_);
+      } else if (w->op->is_point_to_point()) {
+        try {
+          w->op->touch();
+          w->op->start(ctx);
+          p2p_.push_back(w);
+        } catch (...) {
+          complete(w, std::current_exception());  // bad arguments fail this work only
+        }
+      } else {
+        collectives_.push_back(w);
+      }
+    }
+    moved = true;
+  }
+  if (abort_flag_.load(std::memory_order_acquire)) {
+    std::exception_ptr e;
+    {
+      std::lock_guard lk(abort_mu_);
+      e = abort_error_;
+    }
+    if (!broken_ || has_work()) fail_everything(e);
+    abort_flag_.store(false);
+    return true;
+  }
+  if (p2p_.empty() && collectives_.empty()) return moved;
+
+  auto now = Clock::now();
+  auto check_silence = [&](Operation& op) {
+    if (now - op.last_activity <= options_.timeout) return;
+    int peer = op.waiting_on();
+    throw TimeoutError(options_.rank, peer, op.name(),
+                       peer >= 0 ? fmt::format("no progress for {} ms: rank {} sent nothing (dead, wedged or not "
+                                               "calling the same operation)",
+                                               options_.timeout.count(), peer)
+                                 : fmt::format("no progress for {} ms", options_.timeout.count()));
+  };
+  try {
+    for (size_t i = 0; i < p2p_.size();) {
+      auto& w = p2p_[i];
+      std::exception_ptr own_error;
+      bool done = false;
+      try {
+        done = w->op->advance(ctx);
+        if (!done) check_silence(*w->op);
+      } catch (const Error& e) {
+        // A message that does not fit fails that receive only; the connection is intact.
+        if (e.kind() != ErrorKind::Mismatch && e.kind() != ErrorKind::InvalidArgument) throw;
+        own_error = std::current_exception();
+      }
+      if (done || own_error) {
+        complete(w, own_error);
+        p2p_[i] = std::move(p2p_.back());
+        p2p_.pop_back();
+        moved = true;
+      } else {
+        ++i;
+      }
+    }
+    // Collectives run one at a time in issue order; each owns a block of tags by sequence number.
+    while (!collectives_.empty()) {
+      auto& w = collectives_.front();
+      ctx.tag_base = kUserTagLimit | ((w->seq & ((Tag{1} << (39 - kOpTagBits)) - 1)) << kOpTagBits);
+      if (w->op->last_activity == Clock::time_point{}) {
+        w->op->touch();
+        w->op->start(ctx);
+      }
+      if (!w->op->advance(ctx)) {
+        check_silence(*w->op);
+        break;
+      }
+      complete(w, nullptr);
+      collectives_.pop_front();
+      moved = true;
+    }
+  } catch (...) {
+    // The transport's state with the failed peer is unknown now: fail everything, and every
+    // later operation, with this error.
+    auto e = std::current_exception();
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      log::warn("{}", ex.what());
+    }
+    fail_everything(e);
+    moved = true;
+  }
+  return moved;
+}
+
+template <typename Pred>
+void Engine::drive_until(Pred done, Deadline deadline) {
+  int idle = 0;
+  while (!done()) {
+    if (step()) {
+      idle = 0;
+      continue;
+    }
+    if (deadline.expired()) return;
+    // Spin briefly (latency), then yield the core: ranks often outnumber cores.
+    if (++idle > 64) sched_yield();
+    if (idle > 20000) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
+void Engine::wait(WorkState& w, Deadline deadline, bool throw_at_deadline) {
+  // A waiting caller drives the engine itself: the progress thread steps aside as soon as it
+  // sees callers_waiting_, so a blocking call pays no thread hand-off.
+  callers_waiting_.fetch_add(1);
+  int misses = 0;
+  bool timed_out = false;
+  while (w.status.load(std::memory_order_acquire) == WorkState::Pending) {
+    if (deadline.expired()) {
+      timed_out = true;
+      break;
+    }
+    if (drive_mu_.try_lock()) {
+      std::lock_guard g(drive_mu_, std::adopt_lock);
+      drive_until([&] { return w.status.load(std::memory_order_acquire) != WorkState::Pending; }, deadline);
+      continue;
+    }
+    // Another caller is driving (or the thread is finishing its step): yield, and after a
+    // while sleep until a completion is announced.
+    if (++misses < 1000) {
+      sched_yield();
+      continue;
+    }
+    sleepers_.fetch_add(1);
+    {
+      std::unique_lock lk(done_mu_);
+      done_cv_.wait_for(lk, std::chrono::microseconds(200),
+                        [&] { return w.status.load(std::memory_order_acquire) != WorkState::Pending; });
+    }
+    sleepers_.fetch_sub(1);
+  }
+  callers_waiting_.fetch_sub(1);
+  // Whatever else is queued goes back to the progress thread.
+  if (has_work()) wake_progress_thread();
+  if (timed_out && throw_at_deadline)
+    throw TimeoutError(rank(), -1, "wait",
+                       fmt::format("operation #{} not complete after {:.0f} ms", w.seq, ms_since(w.submitted)));
+}
+
+bool Engine::test(WorkState& w) {
+  if (w.status.load(std::memory_order_acquire) == WorkState::Pending && drive_mu_.try_lock()) {
+    std::lock_guard g(drive_mu_, std::adopt_lock);
+    step();
+  }
+  return w.status.load(std::memory_order_acquire) != WorkState::Pending;
+}
+
+void Engine::progress_thread_main() {
+  for (;;) {
+    {
+      std::unique_lock lk(queue_mu_);
+      queue_cv_.wait(lk, [&] { return stopping_ || async_pending_; });
+      if (stopping_) return;
+      async_pending_ = false;
+    }
+    // A waiting caller (or another driver) has it; whoever stops driving with work left wakes us.
+    if (callers_waiting_.load() > 0 || !drive_mu_.try_lock()) continue;
+    {
+      std::lock_guard g(drive_mu_, std::adopt_lock);
+      drive_until([&] { return !has_work() || callers_waiting_.load() > 0 || stopping_flag_.load(); },
+                  Deadline::never());
+    }
+    if (has_work() && callers_waiting_.load() == 0) wake_progress_thread();
+  }
+}
+
+void Engine::watcher_thread_main() {
+  for (;;) {
+    pollfd fds[2] = {{watch_->fd(), POLLIN, 0}, {watcher_stop_fd_, POLLIN, 0}};
+    int rc = ::poll(fds, 2, -1);
+    if (rc < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (fds[1].revents) return;
+    if (!fds[0].revents) continue;
+    WatchChannel::Event ev = watch_->read_event();
+    std::exception_ptr err;
+    if (ev.lost)
+      err = std::make_exception_ptr(PeerLostError(rank(), ev.rank, "communicator", ev.message));
+    else
+      err = std::make_exception_ptr(MismatchError(rank(), ev.rank, "communicator", ev.message));
+    if (has_work())
+      log::warn("rank {} lost: {}", ev.rank, ev.message);
+    else
+      log::info("rank {} lost: {}", ev.rank, ev.message);
+    {
+      std::lock_guard lk(abort_mu_);
+      abort_error_ = err;
+    }
+    abort_flag_.store(true, std::memory_order_release);
+    // Nobody may be driving (no work queued): mark the communicator broken for later calls.
+    if (!has_work() && drive_mu_.try_lock()) {
+      std::lock_guard g(drive_mu_, std::adopt_lock);
+      step();
+    }
+    if (watch_->fd() < 0) return;  // the channel closed (rank 0 is gone)
+  }
+}
+
+}  // namespace ringlink::detail

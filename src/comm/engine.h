@@ -1,0 +1,114 @@
+// The engine behind a Communicator: bootstrap, transport, connections, and the work queue
+// with its progress thread.
+//
+// Driving: whoever holds drive_mu_ advances the operations. A caller blocked in Work::wait()
+// drives the engine itself when nobody else does (no thread hand-off on the latency path);
+// otherwise the progress thread drives asynchronous work until the queue is empty.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "bootstrap/store.h"
+#include "comm/operation.h"
+#include "ringlink/communicator.h"
+#include "transport.h"
+
+namespace ringlink::detail {
+
+struct WorkState {
+  enum : int { Pending = 0, Done = 1, Failed = 2 };
+  std::atomic<int> status{Pending};
+  std::exception_ptr error;  // set before status becomes Failed
+  std::unique_ptr<Operation> op;
+  std::shared_ptr<Engine> engine;  // cleared on completion
+  uint64_t seq = 0;
+  Clock::time_point submitted{};
+};
+
+class Engine : public std::enable_shared_from_this<Engine> {
+ public:
+  // Joins the group: rendezvous, transport, connections, then starts the threads.
+  static std::shared_ptr<Engine> create(Options options);
+  ~Engine();
+
+  // Fails outstanding work, says goodbye to the store and stops the threads.
+  void shutdown();
+
+  // `async`: wake the progress thread to drive it (a blocking caller drives it itself).
+  std::shared_ptr<WorkState> submit(std::unique_ptr<Operation> op, bool async);
+  // Waits for completion. With throw_at_deadline, a TimeoutError at `deadline` (the work goes on).
+  void wait(WorkState& w, Deadline deadline, bool throw_at_deadline);
+  bool test(WorkState& w);
+
+  int rank() const { return options_.rank; }
+  int size() const { return options_.world_size; }
+  const Options& options() const { return options_; }
+  std::string transport_name() const;
+  Transport* transport() { return transport_.get(); }
+
+ private:
+  explicit Engine(Options options);
+  void join_group();
+  void start_threads();
+
+  // One round: transport progress, admit submitted work, advance active operations.
+  bool step();
+  template <typename Pred>
+  void drive_until(Pred done, Deadline deadline);
+  void progress_thread_main();
+  void watcher_thread_main();
+  void complete(const std::shared_ptr<WorkState>& w, std::exception_ptr error);
+  void fail_everything(std::exception_ptr error);
+  bool has_work();
+  void wake_progress_thread();
+
+  Options options_;
+  uint32_t epoch_ = 0;
+  std::shared_ptr<StoreServer> server_;  // rank 0 only
+  std::unique_ptr<StoreClient> store_;
+  std::unique_ptr<WatchChannel> watch_;
+  std::unique_ptr<Transport> transport_;
+  std::vector<std::unique_ptr<Connection>> connections_;
+
+  // Submission queue (any thread) -> active lists (driver only).
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::vector<std::shared_ptr<WorkState>> submitted_;
+  std::atomic<size_t> submitted_count_{0};
+  bool stopping_ = false;
+  bool async_pending_ = false;  // the progress thread has work to drive
+  uint64_t next_seq_ = 0;
+
+  std::mutex drive_mu_;
+  std::deque<std::shared_ptr<WorkState>> collectives_;  // head is the active one
+  std::vector<std::shared_ptr<WorkState>> p2p_;
+  std::atomic<size_t> active_count_{0};
+  std::exception_ptr broken_;  // first fatal error: every later operation fails with it
+  std::atomic<bool> broken_flag_{false};
+
+  // Completion notifications for callers that sleep in wait().
+  std::mutex done_mu_;
+  std::condition_variable done_cv_;
+  std::atomic<int> sleepers_{0};
+  std::atomic<int> callers_waiting_{0};  // callers inside wait(): the progress thread steps aside
+  std::atomic<bool> stopping_flag_{false};
+
+  // Asynchronous failure reported by the watcher thread (a rank died).
+  std::mutex abort_mu_;
+  std::exception_ptr abort_error_;
+  std::atomic<bool> abort_flag_{false};
+
+  std::thread progress_thread_;
+  std::thread watcher_thread_;
+  int watcher_stop_fd_ = -1;  // eventfd
+  bool shut_down_ = false;
+};
+
+}  // namespace ringlink::detail

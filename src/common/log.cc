@@ -1,0 +1,38 @@
+#include "common/log.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
+namespace ringlink::log {
+namespace {
+
+LogLevel level_from_env() {
+  const char* v = std::getenv("RINGLINK_DEBUG");
+  if (!v) return LogLevel::Warn;
+  std::string s(v);
+  if (s == "INFO" || s == "info") return LogLevel::Info;
+  if (s == "TRACE" || s == "trace") return LogLevel::Trace;
+  return LogLevel::Warn;
+}
+
+std::atomic<int> g_level{static_cast<int>(level_from_env())};
+std::atomic<int> g_rank{-1};
+
+}  // namespace
+
+void set_level(LogLevel level) { g_level.store(static_cast<int>(level)); }
+void set_rank(int rank) { g_rank.store(rank); }
+bool enabled(LogLevel level) { return static_cast<int>(level) <= g_level.load(std::memory_order_relaxed); }
+
+void write(LogLevel level, std::string_view message) {
+  int rank = g_rank.load();
+  std::string line = rank >= 0 ? fmt::format("ringlink[{}] {}: {}\n", rank, to_string(level), message)
+                               : fmt::format("ringlink {}: {}\n", to_string(level), message);
+  // One write() per line so lines from threads and ranks do not interleave mid-line.
+  [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
+}
+
+}  // namespace ringlink::log

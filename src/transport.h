@@ -1,0 +1,115 @@
+// The transport seam: two-sided, non-blocking messages between registered buffers.
+// An algorithm never knows which transport carries it; a transport never knows which
+// collective it serves. Implementations: transport/ucx (UCX ucp), transport/verbs (RDMA).
+//
+// Threading: a transport and its connections are used by one thread at a time (the
+// communicator's engine serialises access).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "ringlink/options.h"
+#include "ringlink/types.h"
+
+namespace ringlink {
+
+// Tags: the engine composes them from an operation's sequence number and step; transports
+// carry kTagBits of them and match a receive to a send with the same tag from the same peer.
+using Tag = uint64_t;
+inline constexpr int kTagBits = 40;
+inline constexpr Tag kMaxTag = (Tag{1} << kTagBits) - 1;
+
+// A buffer known to the transport (pinned and keyed for RDMA, or just remembered for UCX).
+class MemoryRegion {
+ public:
+  MemoryRegion(void* addr, size_t bytes, MemoryKind kind) : addr_(addr), bytes_(bytes), kind_(kind) {}
+  virtual ~MemoryRegion() = default;
+  void* addr() const { return addr_; }
+  size_t bytes() const { return bytes_; }
+  MemoryKind kind() const { return kind_; }
+  bool contains(const void* p, size_t n) const {
+    auto b = reinterpret_cast<uintptr_t>(addr_), q = reinterpret_cast<uintptr_t>(p);
+    return q >= b && q + n <= b + bytes_;
+  }
+
+ private:
+  void* addr_;
+  size_t bytes_;
+  MemoryKind kind_;
+};
+
+// One posted send or receive. Destroying an incomplete request cancels it.
+class Request {
+ public:
+  virtual ~Request() = default;
+  // True once complete. Does not progress the transport (call Transport::progress()).
+  // Throws ringlink::Error (naming the peer) if the operation failed.
+  virtual bool test() = 0;
+  // Bytes transferred; for a receive, the size of the message that arrived.
+  virtual size_t bytes() const = 0;
+};
+
+class Connection {
+ public:
+  explicit Connection(int peer) : peer_(peer) {}
+  virtual ~Connection() = default;
+  int peer() const { return peer_; }
+
+  // `mr` may be null: the transport then finds or registers the buffer itself.
+  // A receive accepts a message of at most `bytes`; a longer one fails with MismatchError.
+  // Messages with the same tag on one connection complete in the order they were posted.
+  virtual std::unique_ptr<Request> isend(const void* buf, size_t bytes, MemoryRegion* mr, Tag tag) = 0;
+  virtual std::unique_ptr<Request> irecv(void* buf, size_t bytes, MemoryRegion* mr, Tag tag) = 0;
+
+ private:
+  int peer_;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  // "ucx/tcp", "ucx/shm", "verbs/mlx5_0:1", "verbs/soft", ...
+  virtual std::string name() const = 0;
+
+  // Connecting is two-phase so every rank can publish first and connect after (no ordering
+  // deadlocks): endpoint_info(peer) returns the bytes `peer` needs (published through the
+  // store); connect(peer, its bytes for us) completes the connection.
+  virtual std::vector<std::byte> endpoint_info(int peer) = 0;
+  virtual std::unique_ptr<Connection> connect(int peer, std::span<const std::byte> remote_info) = 0;
+
+  virtual std::shared_ptr<MemoryRegion> register_memory(void* ptr, size_t bytes, MemoryKind kind) = 0;
+
+  // Whether isend/irecv take memory of this kind directly (else the engine stages it to host).
+  virtual bool supports(MemoryKind kind) const { return kind == MemoryKind::Host; }
+
+  // Drives communication; returns true when anything completed or moved.
+  virtual bool progress() = 0;
+
+  // Called after every rank connected (the communicator runs a barrier between connect and this).
+  virtual void on_all_connected() {}
+};
+
+// What a transport needs to know about its communicator.
+struct TransportSetup {
+  int rank;
+  int world_size;
+  int local_rank;
+  int local_world_size;
+  const Options& options;
+};
+
+// Creates the transport that options.transport asks for (Auto: verbs when an active RDMA port
+// exists, else UCX), logging why. Throws TransportError when the requested one is unavailable.
+std::unique_ptr<Transport> create_transport(const TransportSetup& setup);
+
+// Waits for `req` with the transport's progress; TimeoutError naming `peer` at the deadline.
+void wait_request(Transport& transport, Request& req, Deadline deadline, int rank, int peer, const char* operation);
+
+}  // namespace ringlink

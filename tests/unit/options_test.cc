@@ -1,0 +1,154 @@
+// Options::from_environment: launcher detection order, defaults and malformed values.
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "ringlink/error.h"
+#include "ringlink/options.h"
+
+using ringlink::Launcher;
+using ringlink::Options;
+
+namespace {
+
+Options parse(const std::map<std::string, std::string>& env) {
+  return Options::from_environment([&](const char* name) -> std::optional<std::string> {
+    auto it = env.find(name);
+    if (it == env.end()) return std::nullopt;
+    return it->second;
+  });
+}
+
+TEST(Environment, NoLauncherLeavesIdentityUnset) {
+  Options o = parse({});
+  EXPECT_EQ(o.launcher, Launcher::None);
+  EXPECT_EQ(o.rank, -1);
+  EXPECT_EQ(o.world_size, -1);
+  EXPECT_THROW(o.validate(), ringlink::InvalidArgumentError);
+}
+
+TEST(Environment, Torchrun) {
+  Options o = parse({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "2"},
+                     {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "29400"}});
+  EXPECT_EQ(o.launcher, Launcher::Torchrun);
+  EXPECT_EQ(o.rank, 3);
+  EXPECT_EQ(o.world_size, 8);
+  EXPECT_EQ(o.local_rank, 1);
+  EXPECT_EQ(o.local_world_size, 2);
+  EXPECT_EQ(o.master_addr, "node7");
+  EXPECT_EQ(o.master_port, 29400);
+  EXPECT_FALSE(o.job_token.empty());
+  EXPECT_NO_THROW(o.validate());
+}
+
+TEST(Environment, TorchrunAgentStoreMovesToNextPort) {
+  Options o = parse({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "29500"},
+                     {"TORCHELASTIC_USE_AGENT_STORE", "True"}});
+  EXPECT_EQ(o.master_port, 29501);
+}
+
+TEST(Environment, TorchrunWinsOverOpenMpiAndSlurm) {
+  Options o = parse({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"OMPI_COMM_WORLD_RANK", "0"}, {"OMPI_COMM_WORLD_SIZE", "4"},
+                     {"SLURM_PROCID", "2"}, {"SLURM_NTASKS", "5"}});
+  EXPECT_EQ(o.launcher, Launcher::Torchrun);
+  EXPECT_EQ(o.rank, 1);
+  EXPECT_EQ(o.world_size, 2);
+}
+
+TEST(Environment, OpenMpiOnOneHostDefaultsToLoopback) {
+  Options o = parse({{"OMPI_COMM_WORLD_RANK", "2"}, {"OMPI_COMM_WORLD_SIZE", "4"},
+                     {"OMPI_COMM_WORLD_LOCAL_RANK", "2"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "4"},
+                     {"OMPI_MCA_ess_base_jobid", "12345"}});
+  EXPECT_EQ(o.launcher, Launcher::OpenMpi);
+  EXPECT_EQ(o.rank, 2);
+  EXPECT_EQ(o.world_size, 4);
+  EXPECT_EQ(o.master_addr, "127.0.0.1");
+  EXPECT_GE(o.master_port, 20000);
+  EXPECT_LT(o.master_port, 40000);
+  // Every rank of the job derives the same port.
+  Options o2 = parse({{"OMPI_COMM_WORLD_RANK", "0"}, {"OMPI_COMM_WORLD_SIZE", "4"},
+                      {"OMPI_COMM_WORLD_LOCAL_SIZE", "4"}, {"OMPI_MCA_ess_base_jobid", "12345"}});
+  EXPECT_EQ(o.master_port, o2.master_port);
+}
+
+TEST(Environment, OpenMpiAcrossHostsNeedsMasterAddr) {
+  Options o = parse({{"OMPI_COMM_WORLD_RANK", "2"}, {"OMPI_COMM_WORLD_SIZE", "4"},
+                     {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"}});
+  EXPECT_TRUE(o.master_addr.empty());
+  try {
+    o.validate();
+    FAIL() << "validate() accepted a multi-host Open MPI job without MASTER_ADDR";
+  } catch (const ringlink::InvalidArgumentError& e) {
+    EXPECT_NE(std::string(e.what()).find("MASTER_ADDR"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Environment, SlurmTakesTheFirstHostOfTheNodeList) {
+  Options o = parse({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"},
+                     {"SLURM_STEP_TASKS_PER_NODE", "4(x2)"}, {"SLURM_JOB_ID", "991"},
+                     {"SLURM_STEP_NODELIST", "gpu[03-04,09],cpu1"}});
+  EXPECT_EQ(o.launcher, Launcher::Slurm);
+  EXPECT_EQ(o.rank, 5);
+  EXPECT_EQ(o.world_size, 8);
+  EXPECT_EQ(o.local_rank, 1);
+  EXPECT_EQ(o.local_world_size, 4);
+  EXPECT_EQ(o.master_addr, "gpu03");
+  EXPECT_GE(o.master_port, 20000);
+}
+
+TEST(Environment, SlurmPlainHostAndExplicitMaster) {
+  EXPECT_EQ(parse({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_NODELIST", "nodeA,nodeB"}}).master_addr,
+            "nodeA");
+  Options o = parse({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_NODELIST", "nodeA"},
+                     {"MASTER_ADDR", "10.0.0.1"}, {"MASTER_PORT", "4000"}});
+  EXPECT_EQ(o.master_addr, "10.0.0.1");
+  EXPECT_EQ(o.master_port, 4000);
+}
+
+TEST(Environment, EngineVariables) {
+  Options o = parse({{"RINGLINK_TRANSPORT", "ucx"}, {"RINGLINK_ALGO", "tree"}, {"RINGLINK_CHUNK_BYTES", "512K"},
+                     {"RINGLINK_TIMEOUT_MS", "1500"}, {"RINGLINK_DEBUG", "INFO"}, {"RINGLINK_IB_HCA", "mlx5_0:1"},
+                     {"RINGLINK_IB_GID_INDEX", "3"}, {"RINGLINK_IB_QPS", "4"}, {"RINGLINK_JOB_TOKEN", "secret"}});
+  EXPECT_EQ(o.transport, ringlink::TransportKind::Ucx);
+  EXPECT_EQ(o.algorithm, ringlink::Algorithm::Tree);
+  EXPECT_EQ(o.chunk_bytes, 512u * 1024);
+  EXPECT_EQ(o.timeout.count(), 1500);
+  EXPECT_EQ(o.log_level, ringlink::LogLevel::Info);
+  EXPECT_EQ(o.ib_hca, "mlx5_0:1");
+  EXPECT_EQ(o.ib_gid_index, 3);
+  EXPECT_EQ(o.ib_qps, 4);
+  EXPECT_EQ(o.job_token, "secret");
+}
+
+TEST(Environment, MalformedValuesNameTheVariable) {
+  for (auto [name, value] : std::vector<std::pair<std::string, std::string>>{
+           {"RINGLINK_TRANSPORT", "rdma"},
+           {"RINGLINK_ALGO", "butterfly"},
+           {"RINGLINK_CHUNK_BYTES", "12Q"},
+           {"RINGLINK_CHUNK_BYTES", "4"},
+           {"RINGLINK_TIMEOUT_MS", "soon"},
+           {"RINGLINK_TIMEOUT_MS", "-5"},
+           {"RINGLINK_DEBUG", "LOUD"},
+           {"WORLD_SIZE", "two"}}) {
+    std::map<std::string, std::string> env{{name, value}};
+    if (name == "WORLD_SIZE") env["RANK"] = "0";
+    try {
+      parse(env);
+      ADD_FAILURE() << name << "=" << value << " was accepted";
+    } catch (const ringlink::InvalidArgumentError& e) {
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(Environment, RankOutOfRangeIsRejected) {
+  Options o = parse({{"RANK", "4"}, {"WORLD_SIZE", "4"}});
+  try {
+    o.validate();
+    FAIL() << "rank 4 of 4 accepted";
+  } catch (const ringlink::InvalidArgumentError& e) {
+    EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace

@@ -1,0 +1,252 @@
+#include "transport/ucx/ucx_transport.h"
+
+#include <ucp/api/ucp.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "ringlink/error.h"
+
+namespace ringlink {
+namespace {
+
+// A UCP tag carries the engine's 40-bit tag above the sender's rank, so a receive matches
+// exactly one peer (UCP's tag matching has no source field of its own).
+constexpr int kRankBits = 24;
+constexpr ucp_tag_t kFullMask = ~ucp_tag_t{0};
+
+ucp_tag_t wire_tag(Tag tag, int sender) { return (ucp_tag_t{tag} << kRankBits) | static_cast<ucp_tag_t>(sender); }
+
+bool is_peer_failure(ucs_status_t s) {
+  return s == UCS_ERR_CONNECTION_RESET || s == UCS_ERR_ENDPOINT_TIMEOUT || s == UCS_ERR_UNREACHABLE ||
+         s == UCS_ERR_CANCELED || s == UCS_ERR_IO_ERROR;
+}
+
+class UcxTransport;
+
+class UcxConnection final : public Connection {
+ public:
+  UcxConnection(UcxTransport& t, int peer, ucp_ep_h ep) : Connection(peer), transport_(t), ep_(ep) {}
+  ~UcxConnection() override;
+
+  std::unique_ptr<Request> isend(const void* buf, size_t bytes, MemoryRegion* mr, Tag tag) override;
+  std::unique_ptr<Request> irecv(void* buf, size_t bytes, MemoryRegion* mr, Tag tag) override;
+
+  static void on_error(void* arg, ucp_ep_h, ucs_status_t status) {
+    auto* self = static_cast<UcxConnection*>(arg);
+    self->failure_ = status;
+  }
+  ucs_status_t failure() const { return failure_; }
+  void set_ep(ucp_ep_h ep) { ep_ = ep; }
+
+ private:
+  UcxTransport& transport_;
+  ucp_ep_h ep_;
+  ucs_status_t failure_ = UCS_OK;
+};
+
+class UcxRequest final : public Request {
+ public:
+  UcxRequest(UcxTransport& t, UcxConnection& c, bool is_recv, size_t bytes)
+      : transport_(t), conn_(c), is_recv_(is_recv), bytes_(bytes) {}
+  ~UcxRequest() override;
+
+  // Takes the result of a *_nbx call.
+  void start(ucs_status_ptr_t p) {
+    if (p == nullptr) {
+      finish(UCS_OK);
+    } else if (UCS_PTR_IS_ERR(p)) {
+      finish(UCS_PTR_STATUS(p));
+    } else {
+      req_ = p;
+    }
+  }
+  bool test() override;
+  size_t bytes() const override { return bytes_; }
+  ucp_tag_recv_info_t* info() { return &info_; }
+
+ private:
+  void finish(ucs_status_t s);
+  [[noreturn]] void raise(ucs_status_t s) const;
+
+  UcxTransport& transport_;
+  UcxConnection& conn_;
+  bool is_recv_;
+  size_t bytes_;
+  void* req_ = nullptr;
+  bool done_ = false;
+  ucs_status_t status_ = UCS_INPROGRESS;
+  ucp_tag_recv_info_t info_{};
+};
+
+class UcxTransport final : public Transport {
+ public:
+  explicit UcxTransport(const TransportSetup& setup) : rank_(setup.rank) {
+    ucp_config_t* config = nullptr;
+    check(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read");
+    ucp_params_t params{};
+    params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_ESTIMATED_NUM_EPS;
+    params.features = UCP_FEATURE_TAG;
+    params.estimated_num_eps = static_cast<size_t>(setup.world_size);
+    ucs_status_t s = ucp_init(&params, config, &context_);
+    ucp_config_release(config);
+    check(s, "ucp_init");
+
+    ucp_worker_params_t wp{};
+    wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+    // The engine lets one thread at a time touch the worker (its progress thread, or a caller
+    // driving a blocking wait), which is exactly UCS_THREAD_MODE_SERIALIZED.
+    wp.thread_mode = UCS_THREAD_MODE_SERIALIZED;
+    check(ucp_worker_create(context_, &wp, &worker_), "ucp_worker_create");
+
+    ucp_worker_attr_t attr{};
+    attr.field_mask = UCP_WORKER_ATTR_FIELD_ADDRESS;
+    check(ucp_worker_query(worker_, &attr), "ucp_worker_query");
+    auto* a = reinterpret_cast<const std::byte*>(attr.address);
+    address_.assign(a, a + attr.address_length);
+    ucp_worker_release_address(worker_, attr.address);
+
+    const char* tls = std::getenv("UCX_TLS");
+    name_ = tls ? fmt::format("ucx({})", tls) : "ucx";
+    log::info("transport {}: worker address {} bytes", name_, address_.size());
+  }
+
+  ~UcxTransport() override {
+    if (worker_) ucp_worker_destroy(worker_);
+    if (context_) ucp_cleanup(context_);
+  }
+
+  std::string name() const override { return name_; }
+
+  std::vector<std::byte> endpoint_info(int) override { return address_; }
+
+  std::unique_ptr<Connection> connect(int peer, std::span<const std::byte> remote) override {
+    auto conn = std::make_unique<UcxConnection>(*this, peer, nullptr);
+    ucp_ep_params_t ep{};
+    ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                    UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    ep.address = reinterpret_cast<const ucp_address_t*>(remote.data());
+    // Peer error mode: a dead peer fails this endpoint's requests instead of hanging them.
+    ep.err_mode = std::getenv("XPEER") ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
+    ep.err_handler.cb = &UcxConnection::on_error;
+    ep.err_handler.arg = conn.get();
+    ucp_ep_h h = nullptr;
+    ucs_status_t s = ucp_ep_create(worker_, &ep, &h);
+    if (s != UCS_OK)
+      throw TransportError(rank_, peer, "connect",
+                           fmt::format("ucp_ep_create failed: {}", ucs_status_string(s)));
+    conn->set_ep(h);
+    return conn;
+  }
+
+  std::shared_ptr<MemoryRegion> register_memory(void* ptr, size_t bytes, MemoryKind kind) override {
+    if (kind != MemoryKind::Host)
+      throw InvalidArgumentError(rank_, -1, "register memory", "the UCX transport takes host memory only");
+    // UCX registers (for RDMA-capable lanes) through its own cache on first use; TCP and shared
+    // memory need nothing, so the region only records the buffer.
+    return std::make_shared<MemoryRegion>(ptr, bytes, kind);
+  }
+
+  bool progress() override { return ucp_worker_progress(worker_) != 0; }
+
+  ucp_worker_h worker() const { return worker_; }
+  int rank() const { return rank_; }
+
+ private:
+  void check(ucs_status_t s, const char* what) const {
+    if (s != UCS_OK)
+      throw TransportError(rank_, -1, "ucx init", fmt::format("{} failed: {}", what, ucs_status_string(s)));
+  }
+
+  int rank_;
+  ucp_context_h context_ = nullptr;
+  ucp_worker_h worker_ = nullptr;
+  std::vector<std::byte> address_;
+  std::string name_;
+};
+
+UcxConnection::~UcxConnection() {
+  if (!ep_) return;
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  // A failed endpoint can only be closed by force; a healthy one flushes what is in flight.
+  p.flags = failure_ != UCS_OK ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+  ucs_status_ptr_t r = ucp_ep_close_nbx(ep_, &p);
+  if (UCS_PTR_IS_PTR(r)) {
+    Deadline deadline = Deadline::after(milliseconds(1000));
+    while (ucp_request_check_status(r) == UCS_INPROGRESS && !deadline.expired()) ucp_worker_progress(transport_.worker());
+    ucp_request_free(r);
+  }
+}
+
+std::unique_ptr<Request> UcxConnection::isend(const void* buf, size_t bytes, MemoryRegion*, Tag tag) {
+  auto req = std::make_unique<UcxRequest>(transport_, *this, false, bytes);
+  if (failure_ != UCS_OK) {
+    req->start(UCS_STATUS_PTR(failure_));
+    return req;
+  }
+  ucp_request_param_t p{};
+  p.op_attr_mask = 0;
+  req->start(ucp_tag_send_nbx(ep_, buf, bytes, wire_tag(tag, transport_.rank()), &p));
+  return req;
+}
+
+std::unique_ptr<Request> UcxConnection::irecv(void* buf, size_t bytes, MemoryRegion*, Tag tag) {
+  auto req = std::make_unique<UcxRequest>(transport_, *this, true, bytes);
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_RECV_INFO;
+  p.recv_info.tag_info = req->info();
+  req->start(ucp_tag_recv_nbx(transport_.worker(), buf, bytes, wire_tag(tag, peer()), kFullMask, &p));
+  return req;
+}
+
+UcxRequest::~UcxRequest() {
+  if (!req_) return;
+  // An abandoned receive must not land in a buffer the caller may free: cancel it first.
+  if (!done_ && ucp_request_check_status(req_) == UCS_INPROGRESS) ucp_request_cancel(transport_.worker(), req_);
+  ucp_request_free(req_);
+}
+
+void UcxRequest::finish(ucs_status_t s) {
+  done_ = true;
+  status_ = s;
+  if (is_recv_ && s == UCS_OK) bytes_ = info_.length;
+}
+
+bool UcxRequest::test() {
+  if (!done_) {
+    ucs_status_t s = is_recv_ ? ucp_tag_recv_request_test(req_, &info_) : ucp_request_check_status(req_);
+    if (s == UCS_INPROGRESS) {
+      // Receives are posted on the worker, not the endpoint, so a dead peer's endpoint
+      // error is checked here too.
+      if (conn_.failure() != UCS_OK) raise(conn_.failure());
+      return false;
+    }
+    finish(s);
+  }
+  if (status_ != UCS_OK) raise(status_);
+  return true;
+}
+
+void UcxRequest::raise(ucs_status_t s) const {
+  const char* what = is_recv_ ? "receive" : "send";
+  int rank = transport_.rank();
+  int peer = conn_.peer();
+  if (s == UCS_ERR_MESSAGE_TRUNCATED)
+    throw MismatchError(rank, peer, what,
+                        fmt::format("message from rank {} is larger than the {} bytes posted", peer, bytes_));
+  if (is_peer_failure(s))
+    throw PeerLostError(rank, peer, what, fmt::format("connection to rank {} failed: {}", peer, ucs_status_string(s)));
+  throw TransportError(rank, peer, what, fmt::format("UCX error: {}", ucs_status_string(s)));
+}
+
+}  // namespace
+
+std::unique_ptr<Transport> create_ucx_transport(const TransportSetup& setup) {
+  return std::make_unique<UcxTransport>(setup);
+}
+
+}  // namespace ringlink
