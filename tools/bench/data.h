@@ -1,0 +1,54 @@
+// Deterministic per-rank data and its verification. Element i of rank r's input depends only on
+// (seed, r, i, type, op, nranks), so every rank computes the expected result of any collective
+// locally. Values are small integers (powers of two and -1 for prod) so that sums and products
+// are exact in every type within the ranges used; a tolerance covers reduction orders that
+// round (many ranks in half or bfloat16, avg).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <ringlink/types.h>
+
+#include "bench/bench.h"
+
+namespace ringlink::bench {
+
+// Host conversions for the 16-bit float types (round to nearest even; inf and NaN kept).
+uint16_t float_to_half(float f);
+float half_to_float(uint16_t h);
+uint16_t float_to_bfloat16(float f);
+float bfloat16_to_float(uint16_t b);
+
+// The input value of element `index` on `rank` (exactly representable in `type`).
+double input_value(DataType type, ReduceOp op, int nranks, int rank, size_t index, uint64_t seed);
+
+// Writes input values for elements [first, first + count) of `rank` into dst[0..count).
+void fill_input(void* dst, size_t count, size_t first, DataType type, ReduceOp op, int nranks, int rank,
+                uint64_t seed);
+
+// Fills `bytes` with a pattern no correct result contains in practice (so a result that was
+// never written is caught).
+void poison(void* dst, size_t bytes);
+
+// The reduction over ranks 0..nranks-1 of element `index`, rounded to `type` as an
+// implementation reducing in that type would store it.
+double expected_reduction(DataType type, ReduceOp op, int nranks, size_t index, uint64_t seed);
+
+// The largest difference allowed between a correct result and expected_reduction for this
+// element: 0 for exact cases (integers, min, max, sums within the exact range).
+double tolerance(DataType type, ReduceOp op, int nranks, size_t index, uint64_t seed);
+
+// Reads element i of a buffer of `type` as a double.
+double load_value(const void* buf, size_t i, DataType type);
+
+// Number of wrong elements in this rank's result of collective `c`, where `result` holds the
+// elements this rank is responsible for (see the driver). nranks, rank, root, count as in the
+// call; `count` in nccl conventions (Layout::param_count).
+int64_t count_wrong(Collective c, const void* result, size_t count, DataType type, ReduceOp op, int nranks,
+                    int rank, int root, uint64_t seed);
+
+// For p2p: element i of the message is input_value(type, Sum, 2, sender, i, seed).
+int64_t count_wrong_message(const void* result, size_t count, DataType type, int sender, uint64_t seed);
+
+}  // namespace ringlink::bench

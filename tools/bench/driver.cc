@@ -1,0 +1,478 @@
+#include "bench/driver.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "bench/data.h"
+#include "bench/sweep.h"
+
+namespace ringlink::bench {
+
+// ---- Backend defaults -----------------------------------------------------------------------
+
+namespace {
+constexpr uint32_t kTagGather = 1, kTagData = 2, kTagAck = 3, kTagPing = 4, kTagPong = 5, kTagScalar = 6;
+
+double combine(double a, double b, ReduceOp op) {
+  switch (op) {
+    case ReduceOp::Min: return std::min(a, b);
+    case ReduceOp::Max: return std::max(a, b);
+    case ReduceOp::Prod: return a * b;
+    default: return a + b;
+  }
+}
+}  // namespace
+
+double Backend::allreduce_scalar(double v, ReduceOp op) {
+  const int n = size();
+  if (n == 1) return v;
+  double acc = v;
+  if (rank() == 0) {
+    for (int r = 1; r < n; ++r) {
+      double x = 0;
+      recv(&x, sizeof x, r, kTagScalar);
+      acc = combine(acc, x, op);
+    }
+    if (op == ReduceOp::Avg) acc /= n;
+    for (int r = 1; r < n; ++r) send(&acc, sizeof acc, r, kTagScalar);
+  } else {
+    send(&v, sizeof v, 0, kTagScalar);
+    recv(&acc, sizeof acc, 0, kTagScalar);
+  }
+  return acc;
+}
+
+void Backend::barrier() { allreduce_scalar(0, ReduceOp::Sum); }
+
+// ---- Buffer -----------------------------------------------------------------------------------
+
+Buffer::Buffer(size_t bytes) : size_(bytes) {
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const size_t mapped = std::max(page, (bytes + page - 1) / page * page);
+  void* p = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  // First touch now, so no page fault is ever timed.
+  std::memset(p, 0, mapped);
+  data_ = p;
+}
+
+Buffer::~Buffer() {
+  if (data_) {
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    ::munmap(data_, std::max(page, (size_ + page - 1) / page * page));
+  }
+}
+
+Buffer::Buffer(Buffer&& o) noexcept : data_(o.data_), size_(o.size_) {
+  o.data_ = nullptr;
+  o.size_ = 0;
+}
+
+Buffer& Buffer::operator=(Buffer&& o) noexcept {
+  if (this != &o) {
+    this->~Buffer();
+    data_ = o.data_;
+    size_ = o.size_;
+    o.data_ = nullptr;
+    o.size_ = 0;
+  }
+  return *this;
+}
+
+// ---- command line -------------------------------------------------------------------------------
+
+void add_common_options(CLI::App& app, Config& cfg) {
+  auto size_option = [&app](const std::string& name, size_t& target, const std::string& help) {
+    app.add_option_function<std::string>(
+           name,
+           [&target, name](const std::string& v) {
+             auto s = parse_size(v);
+             if (!s) throw CLI::ValidationError(name, "'" + v + "' is not a size (examples: 8, 64K, 1M, 2G)");
+             target = *s;
+           },
+           help)
+        ->type_name("SIZE");
+  };
+  auto coll_setter = [&cfg](const std::string& v) {
+    auto c = parse_collective(v);
+    if (!c)
+      throw CLI::ValidationError("collective",
+                                 "'" + v + "' is not one of allreduce, broadcast, reduce, allgather, reduce_scatter, p2p");
+    cfg.coll = *c;
+  };
+  app.add_option_function<std::string>("collective", coll_setter,
+                                       "allreduce (default), broadcast, reduce, allgather, reduce_scatter or p2p")
+      ->type_name("COLLECTIVE");
+  app.add_option_function<std::string>("--collective", coll_setter, "the collective, as the positional argument")
+      ->type_name("COLLECTIVE");
+  size_option("-b,--minbytes", cfg.min_bytes, "smallest message in bytes, K/M/G suffixes (default 32M)");
+  size_option("-e,--maxbytes", cfg.max_bytes, "largest message in bytes (default 32M)");
+  size_option("-i,--stepbytes", cfg.step, "increment between sizes when -f is 1 (default 1M)");
+  app.add_option("-f,--stepfactor", cfg.factor, "multiply the size by this factor between steps (default 1: use -i)")
+      ->check(CLI::Range(0.0, 1024.0));
+  app.add_option("-n,--iters", cfg.iters, "timed iterations per size (default 20)")->check(CLI::Range(1, 100000000));
+  app.add_option("-w,--warmup_iters", cfg.warmup, "warm-up iterations per size (default 5)")
+      ->check(CLI::Range(0, 100000000));
+  app.add_option_function<int>(
+         "-c,--check", [&cfg](int v) { cfg.check = v != 0; }, "verify every element (1, default) or not (0)")
+      ->type_name("0/1");
+  app.add_option_function<std::string>(
+         "-d,--datatype",
+         [&cfg](const std::string& v) {
+           auto t = parse_data_type(v);
+           if (!t)
+             throw CLI::ValidationError("datatype",
+                                        "'" + v + "' is not one of float, double, half, bfloat16, int8, uint8, int32, int64");
+           cfg.type = *t;
+         },
+         "element type: float (default), double, half, bfloat16, int8, uint8, int32, int64")
+      ->type_name("TYPE");
+  app.add_option_function<std::string>(
+         "-o,--op",
+         [&cfg](const std::string& v) {
+           auto o = parse_reduce_op(v);
+           if (!o) throw CLI::ValidationError("op", "'" + v + "' is not one of sum, prod, min, max, avg");
+           cfg.op = *o;
+         },
+         "reduction: sum (default), prod, min, max, avg")
+      ->type_name("OP");
+  app.add_option("-r,--root", cfg.root, "root rank of broadcast and reduce (default 0)")->check(CLI::NonNegativeNumber);
+  app.add_option("-a,--average", cfg.average, "time reported over ranks: 0 rank 0, 1 mean (default), 2 min, 3 max")
+      ->check(CLI::Range(0, 3));
+  app.add_option("--min-time", cfg.min_time,
+                 "raise -n where a size would take less than this many seconds (judged from the warm-up; 0 = off)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-time", cfg.max_time,
+                 "lower -n where a size would take more than this many seconds (judged from the warm-up; 0 = off)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--window", cfg.window, "p2p: messages in flight per burst (default 64)")->check(CLI::Range(1, 1 << 20));
+  size_option("--window-bytes", cfg.window_bytes, "p2p: at most this many bytes per burst, one message at least (default 64M)");
+  app.add_option("--lat-iters", cfg.lat_iters,
+                 "p2p: ping-pong round trips per size (default: max(-n, 1000) up to 64 KiB, else -n)")
+      ->check(CLI::Range(0, 100000000));
+  app.add_option("--csv", cfg.csv, "also write the results as CSV to this file (rank 0)")->type_name("FILE");
+  app.add_option("--json", cfg.json, "also write the results as JSON to this file (rank 0)")->type_name("FILE");
+  app.add_option("--label", cfg.label, "name of this run in the CSV/JSON and in plots (default: library and transport)");
+  app.add_flag("-q,--quiet", cfg.quiet, "do not print the table (files are still written)");
+}
+
+void finish_config(Config& cfg) {
+  if (cfg.min_bytes > cfg.max_bytes)
+    throw CLI::ValidationError("sizes", fmt::format("minbytes {} is above maxbytes {}", cfg.min_bytes, cfg.max_bytes));
+  if (cfg.factor <= 1 && cfg.step == 0 && cfg.min_bytes != cfg.max_bytes)
+    throw CLI::ValidationError("sizes", "a step of 0 bytes needs -f above 1");
+  if (cfg.max_bytes > (size_t{1} << 40)) throw CLI::ValidationError("maxbytes", "more than 1 TiB per buffer");
+}
+
+// ---- the driver -------------------------------------------------------------------------------
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string hostname() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+// Rank 0 gets every rank's line, in rank order.
+std::vector<std::string> gather_lines(Backend& b, const std::string& mine) {
+  std::vector<std::string> all;
+  if (b.rank() == 0) {
+    all.push_back(mine);
+    for (int r = 1; r < b.size(); ++r) {
+      uint32_t len = 0;
+      b.recv(&len, sizeof len, r, kTagGather);
+      std::string s(len, '\0');
+      if (len) b.recv(s.data(), len, r, kTagGather);
+      all.push_back(std::move(s));
+    }
+  } else {
+    uint32_t len = static_cast<uint32_t>(mine.size());
+    b.send(&len, sizeof len, 0, kTagGather);
+    if (len) b.send(mine.data(), len, 0, kTagGather);
+  }
+  return all;
+}
+
+double aggregate_time(Backend& b, double seconds, int average) {
+  switch (average) {
+    case 0: return b.allreduce_scalar(b.rank() == 0 ? seconds : 0.0, ReduceOp::Sum);
+    case 2: return b.allreduce_scalar(seconds, ReduceOp::Min);
+    case 3: return b.allreduce_scalar(seconds, ReduceOp::Max);
+    default: return b.allreduce_scalar(seconds, ReduceOp::Avg);
+  }
+}
+
+// Iterations for one measurement, from the warm-up's per-iteration estimate (agreed by all).
+int choose_iters(Backend& b, const Config& cfg, int base, double estimate) {
+  if (cfg.min_time <= 0 && cfg.max_time <= 0) return base;
+  const double t = b.allreduce_scalar(estimate, ReduceOp::Max);
+  if (t <= 0) return base;
+  double iters = base;
+  if (cfg.max_time > 0 && iters * t > cfg.max_time) iters = std::floor(cfg.max_time / t);
+  if (cfg.min_time > 0 && iters * t < cfg.min_time) iters = std::ceil(cfg.min_time / t);
+  return static_cast<int>(std::clamp(iters, 1.0, 10000000.0));
+}
+
+class Runner {
+ public:
+  Runner(Backend& b, const Config& cfg, RunInfo& info) : b_(b), cfg_(cfg), info_(info) {
+    rank_ = b.rank();
+    n_ = b.size();
+    ts_ = size_of(cfg.type);
+    const size_t bytes = std::max<size_t>(cfg.max_bytes, ts_);
+    send_ = Buffer(bytes);
+    recv_ = Buffer(bytes);
+    // Real data from the start, so even -c 0 runs reduce ordinary numbers.
+    fill_input(send_.data(), bytes / ts_, 0, cfg.type, cfg.op, n_, rank_, 0);
+  }
+
+  void print(const std::string& s) {
+    if (rank_ == 0 && !cfg_.quiet) {
+      std::fwrite(s.data(), 1, s.size(), stdout);
+      std::fflush(stdout);
+    }
+  }
+
+  void collective_size(size_t size) {
+    const size_t count = size / ts_;
+    const Layout l = layout_for(cfg_.coll, count, n_);
+    if (l.param_count == 0) return;  // nothing to move for this many ranks
+    Row row;
+    row.bytes = reported_bytes(l, ts_);
+    row.count = l.param_count;
+    for (bool in_place : {false, true}) {
+      CollArgs a;
+      a.coll = cfg_.coll;
+      a.count = l.param_count;
+      a.type = cfg_.type;
+      a.op = cfg_.op;
+      a.root = cfg_.root;
+      a.in_place = in_place;
+      if (in_place) {
+        a.send = recv_.bytes() + l.send_inplace_offset * static_cast<size_t>(rank_) * ts_;
+        a.recv = recv_.bytes() + l.recv_inplace_offset * static_cast<size_t>(rank_) * ts_;
+      } else {
+        a.send = send_.data();
+        a.recv = recv_.data();
+      }
+      (in_place ? row.ip : row.oop) = measure(a, l);
+    }
+    print(table_row(info_, row) + "\n");
+    info_.rows.push_back(row);
+  }
+
+  void p2p_size(size_t size) {
+    const size_t count = size / ts_;
+    if (count == 0) return;
+    const size_t bytes = count * ts_;
+    Row row;
+    row.bytes = bytes;
+    row.count = count;
+    row.window = static_cast<int>(std::clamp<size_t>(cfg_.window_bytes / bytes, 1, static_cast<size_t>(cfg_.window)));
+    const int peer = rank_ == 0 ? 1 : 0;
+    const bool active = rank_ < 2;
+    const uint64_t seed = next_seed();
+    int64_t wrong = 0;
+    if (cfg_.check && active) {
+      fill_input(send_.data(), count, 0, cfg_.type, ReduceOp::Sum, 2, rank_, seed);
+      poison(recv_.data(), bytes);
+    }
+
+    // Streaming bandwidth, 0 -> 1: bursts of `window` messages, each burst acknowledged.
+    uint32_t ack = 0;
+    auto burst = [&] {
+      if (rank_ == 0) {
+        b_.send_window(send_.data(), bytes, row.window, 1, kTagData);
+        b_.recv(&ack, sizeof ack, 1, kTagAck);
+      } else if (rank_ == 1) {
+        b_.recv_window(recv_.data(), bytes, row.window, 0, kTagData);
+        b_.send(&ack, sizeof ack, 0, kTagAck);
+      }
+    };
+    b_.barrier();
+    const double est = timed_warmup(burst);
+    row.bw_iters = choose_iters(b_, cfg_, cfg_.iters, est);
+    b_.barrier();
+    auto t0 = Clock::now();
+    for (int i = 0; i < row.bw_iters; ++i) burst();
+    const double bw_s = seconds_since(t0);
+    const double gbps = rank_ == 0 ? static_cast<double>(bytes) * row.window * row.bw_iters / bw_s / 1e9 : 0.0;
+    if (cfg_.check && rank_ == 1) wrong += count_wrong_message(recv_.data(), count, cfg_.type, 0, seed);
+
+    // Latency: ping-pong, half the round trip.
+    if (cfg_.check && active) poison(recv_.data(), bytes);
+    auto round_trip = [&] {
+      if (rank_ == 0) {
+        b_.send(send_.data(), bytes, peer, kTagPing);
+        b_.recv(recv_.data(), bytes, peer, kTagPong);
+      } else if (rank_ == 1) {
+        b_.recv(recv_.data(), bytes, peer, kTagPing);
+        b_.send(send_.data(), bytes, peer, kTagPong);
+      }
+    };
+    b_.barrier();
+    const int lat_base =
+        cfg_.lat_iters > 0 ? cfg_.lat_iters : (bytes <= (64u << 10) ? std::max(cfg_.iters, 1000) : cfg_.iters);
+    const double lest = timed_warmup(round_trip);
+    row.lat_iters = choose_iters(b_, cfg_, lat_base, lest);
+    b_.barrier();
+    t0 = Clock::now();
+    for (int i = 0; i < row.lat_iters; ++i) round_trip();
+    const double lat_s = seconds_since(t0);
+    const double lat_us = rank_ == 0 ? lat_s / row.lat_iters / 2 * 1e6 : 0.0;
+    if (cfg_.check && active) wrong += count_wrong_message(recv_.data(), count, cfg_.type, peer, seed);
+
+    row.p2p_gbps = b_.allreduce_scalar(gbps, ReduceOp::Sum);
+    row.latency_us = b_.allreduce_scalar(lat_us, ReduceOp::Sum);
+    row.p2p_wrong = cfg_.check ? static_cast<int64_t>(b_.allreduce_scalar(static_cast<double>(wrong), ReduceOp::Sum)) : -1;
+    print(table_row(info_, row) + "\n");
+    info_.rows.push_back(row);
+  }
+
+ private:
+  uint64_t next_seed() { return ++seed_; }
+
+  // Runs the warm-up; returns seconds per iteration, leaving out the first when there are more.
+  template <typename F>
+  double timed_warmup(F&& f) {
+    double first = 0, rest = 0;
+    for (int i = 0; i < cfg_.warmup; ++i) {
+      auto t = Clock::now();
+      f();
+      const double dt = seconds_since(t);
+      (i == 0 ? first : rest) += dt;
+    }
+    if (cfg_.warmup > 1) return rest / (cfg_.warmup - 1);
+    return first;
+  }
+
+  // Poisons the result area, then writes this rank's inputs where the call reads them.
+  void prepare(const CollArgs& a, const Layout& l, uint64_t seed) {
+    void* send = const_cast<void*>(a.send);
+    poison(a.recv, l.recv_count * ts_);
+    switch (a.coll) {
+      case Collective::Broadcast:
+        if (rank_ == a.root) fill_input(send, l.param_count, 0, a.type, a.op, n_, rank_, seed);
+        break;
+      case Collective::ReduceScatter:
+        fill_input(send, l.send_count, 0, a.type, a.op, n_, rank_, seed);
+        break;
+      default: fill_input(send, l.param_count, 0, a.type, a.op, n_, rank_, seed); break;
+    }
+  }
+
+  ModeResult measure(const CollArgs& a, const Layout& l) {
+    ModeResult m;
+    if (cfg_.check) prepare(a, l, next_seed());
+    b_.barrier();
+    const double est = timed_warmup([&] { b_.run(a); });
+    m.iters = choose_iters(b_, cfg_, cfg_.iters, est);
+    b_.barrier();
+    const auto t0 = Clock::now();
+    for (int i = 0; i < m.iters; ++i) b_.run(a);
+    const double per_iter = seconds_since(t0) / m.iters;
+    const double t = aggregate_time(b_, per_iter, cfg_.average);
+    m.time_us = t * 1e6;
+    m.bw = bandwidth(a.coll, a.count, ts_, t, n_);
+    if (cfg_.check) {
+      const uint64_t seed = next_seed();
+      prepare(a, l, seed);
+      b_.barrier();
+      const void* result = b_.run(a);
+      const int64_t w = count_wrong(a.coll, result, a.count, a.type, a.op, n_, rank_, a.root, seed);
+      m.wrong = static_cast<int64_t>(b_.allreduce_scalar(static_cast<double>(w), ReduceOp::Sum));
+    }
+    return m;
+  }
+
+  Backend& b_;
+  const Config& cfg_;
+  RunInfo& info_;
+  int rank_ = 0, n_ = 1;
+  size_t ts_ = 4;
+  Buffer send_, recv_;
+  uint64_t seed_ = 0;
+};
+
+}  // namespace
+
+RunInfo run_benchmark(Backend& b, const Config& cfg, const std::string& tool) {
+  RunInfo info;
+  info.tool = tool;
+  info.library = b.library();
+  info.transport = b.transport();
+  info.algorithm = b.algorithm();
+  info.label = cfg.label.empty() ? fmt::format("{} {}", info.library, info.transport) : cfg.label;
+  info.host = hostname();
+  info.ranks = b.size();
+  info.coll = cfg.coll;
+  info.type = cfg.type;
+  info.op = cfg.op;
+  info.root = cfg.root;
+  info.check = cfg.check;
+  info.iters = cfg.iters;
+  info.warmup = cfg.warmup;
+  info.min_bytes = cfg.min_bytes;
+  info.max_bytes = cfg.max_bytes;
+  info.factor = cfg.factor;
+  info.step = cfg.step;
+
+  if (std::string why = b.unsupported(cfg.coll, cfg.type, cfg.op); !why.empty()) {
+    if (b.rank() == 0) std::fprintf(stderr, "%s: not supported: %s\n", tool.c_str(), why.c_str());
+    throw Unsupported(why);
+  }
+  if (has_root(cfg.coll) && cfg.root >= b.size())
+    throw std::invalid_argument(fmt::format("root {} is out of range for {} ranks", cfg.root, b.size()));
+  if (cfg.coll == Collective::P2P && b.size() < 2) throw std::invalid_argument("p2p needs at least two ranks");
+
+  const std::vector<std::string> lines =
+      gather_lines(b, fmt::format("#  Rank {:2} Pid {:6} on {:>10}", b.rank(), ::getpid(), info.host));
+
+  Runner runner(b, cfg, info);
+  std::string head = fmt::format("# {} {}: {} | transport {} | algorithm {} | {} ranks | host {}\n", tool,
+                                 to_string(cfg.coll), info.library, info.transport, info.algorithm, info.ranks,
+                                 info.host);
+  head += fmt::format("# minBytes {} maxBytes {} step: {}({}) warmup iters: {} iters: {} validation: {}\n",
+                      cfg.min_bytes, cfg.max_bytes, cfg.factor > 1 ? fmt::format("{:g}", cfg.factor)
+                                                                   : fmt::format("{}", cfg.step),
+                      cfg.factor > 1 ? "factor" : "bytes", cfg.warmup, cfg.iters, cfg.check ? 1 : 0);
+  if (cfg.min_time > 0 || cfg.max_time > 0)
+    head += fmt::format("# iterations adapted to take {:g} s to {:g} s per size\n", cfg.min_time, cfg.max_time);
+  head += "#\n# Using ranks\n";
+  for (const auto& l : lines) head += l + "\n";
+  head += "#\n";
+  head += table_header(info);
+  runner.print(head);
+
+  for (size_t size : sweep_sizes(cfg.min_bytes, cfg.max_bytes, cfg.factor, cfg.step)) {
+    if (cfg.coll == Collective::P2P) runner.p2p_size(size);
+    else runner.collective_size(size);
+  }
+  runner.print(table_footer(info));
+
+  if (b.rank() == 0) {
+    if (!cfg.csv.empty()) write_file(cfg.csv, to_csv(info));
+    if (!cfg.json.empty()) write_file(cfg.json, to_json(info));
+  }
+  return info;
+}
+
+int exit_status(const RunInfo& info) { return total_wrong(info) > 0 ? 1 : 0; }
+
+}  // namespace ringlink::bench

@@ -1,0 +1,154 @@
+#include "bench/sweep.h"
+
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <limits>
+
+namespace ringlink::bench {
+
+std::string_view to_string(Collective c) {
+  switch (c) {
+    case Collective::AllReduce: return "allreduce";
+    case Collective::Broadcast: return "broadcast";
+    case Collective::Reduce: return "reduce";
+    case Collective::AllGather: return "allgather";
+    case Collective::ReduceScatter: return "reduce_scatter";
+    case Collective::P2P: return "p2p";
+  }
+  return "?";
+}
+
+std::optional<Collective> parse_collective(std::string_view s) {
+  std::string n;
+  for (char ch : s)
+    if (ch != '_' && ch != '-') n += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (n == "allreduce") return Collective::AllReduce;
+  if (n == "broadcast" || n == "bcast") return Collective::Broadcast;
+  if (n == "reduce") return Collective::Reduce;
+  if (n == "allgather") return Collective::AllGather;
+  if (n == "reducescatter") return Collective::ReduceScatter;
+  if (n == "p2p" || n == "sendrecv" || n == "pt2pt") return Collective::P2P;
+  return std::nullopt;
+}
+
+bool has_root(Collective c) { return c == Collective::Broadcast || c == Collective::Reduce; }
+bool has_reduction(Collective c) {
+  return c == Collective::AllReduce || c == Collective::Reduce || c == Collective::ReduceScatter;
+}
+
+std::optional<size_t> parse_size(std::string_view text) {
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+  if (text.empty() || text.front() == '-' || text.front() == '+') return std::nullopt;
+  double value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || !std::isfinite(value) || value < 0) return std::nullopt;
+  std::string_view unit(end, static_cast<size_t>(text.data() + text.size() - end));
+  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) {
+    unit.remove_suffix(1);
+    if (!unit.empty() && unit.back() == 'i') unit.remove_suffix(1);
+  }
+  double mult = 1;
+  if (unit.size() > 1) return std::nullopt;
+  if (unit.size() == 1) {
+    switch (std::toupper(static_cast<unsigned char>(unit[0]))) {
+      case 'K': mult = 1024.0; break;
+      case 'M': mult = 1024.0 * 1024; break;
+      case 'G': mult = 1024.0 * 1024 * 1024; break;
+      case 'T': mult = 1024.0 * 1024 * 1024 * 1024; break;
+      default: return std::nullopt;
+    }
+  }
+  double bytes = value * mult;
+  if (bytes >= static_cast<double>(std::numeric_limits<size_t>::max())) return std::nullopt;
+  // Fractions of a byte are not a size ("1.5" is refused; "1.5K" is 1536).
+  if (bytes != std::floor(bytes)) return std::nullopt;
+  return static_cast<size_t>(bytes);
+}
+
+std::string format_size(size_t bytes) {
+  static constexpr const char* kUnits[] = {"", "K", "M", "G", "T"};
+  int u = 0;
+  while (u < 4 && bytes != 0 && bytes % 1024 == 0) {
+    bytes /= 1024;
+    ++u;
+  }
+  return std::to_string(bytes) + kUnits[u];
+}
+
+std::vector<size_t> sweep_sizes(size_t min_bytes, size_t max_bytes, double factor, size_t step) {
+  std::vector<size_t> out;
+  if (min_bytes > max_bytes) return out;
+  if (factor <= 1 && step == 0) {
+    out.push_back(min_bytes);
+    if (max_bytes != min_bytes) out.push_back(max_bytes);
+    return out;
+  }
+  for (size_t s = min_bytes; s <= max_bytes;) {
+    out.push_back(s);
+    size_t next;
+    if (factor > 1) {
+      double d = std::floor(static_cast<double>(s) * factor);
+      if (s == 0) d = 1;  // a sweep from 0 continues at 1 byte
+      if (d > static_cast<double>(max_bytes)) break;
+      next = static_cast<size_t>(d);
+    } else {
+      if (s > max_bytes - step) break;
+      next = s + step;
+    }
+    if (next <= s) break;
+    s = next;
+  }
+  return out;
+}
+
+Layout layout_for(Collective c, size_t count, int nranks) {
+  const size_t n = nranks > 0 ? static_cast<size_t>(nranks) : 1;
+  Layout l;
+  switch (c) {
+    case Collective::AllGather:
+      l.send_count = count / n;
+      l.recv_count = (count / n) * n;
+      l.param_count = l.send_count;
+      l.send_inplace_offset = count / n;
+      l.recv_inplace_offset = 0;
+      break;
+    case Collective::ReduceScatter:
+      l.send_count = (count / n) * n;
+      l.recv_count = count / n;
+      l.param_count = l.recv_count;
+      l.send_inplace_offset = 0;
+      l.recv_inplace_offset = count / n;
+      break;
+    default:
+      l.send_count = l.recv_count = l.param_count = count;
+      break;
+  }
+  return l;
+}
+
+double busbw_factor(Collective c, int nranks) {
+  const double n = nranks;
+  switch (c) {
+    case Collective::AllReduce: return nranks > 0 ? 2.0 * (n - 1) / n : 0;
+    case Collective::AllGather:
+    case Collective::ReduceScatter: return nranks > 0 ? (n - 1) / n : 0;
+    case Collective::Broadcast:
+    case Collective::Reduce:
+    case Collective::P2P: return 1.0;
+  }
+  return 1.0;
+}
+
+Bandwidth bandwidth(Collective c, size_t param_count, size_t type_size, double seconds, int nranks) {
+  Bandwidth b;
+  if (seconds <= 0) return b;
+  double bytes = static_cast<double>(param_count) * static_cast<double>(type_size);
+  if (c == Collective::AllGather || c == Collective::ReduceScatter) bytes *= nranks;
+  b.algbw = bytes / 1.0e9 / seconds;
+  b.busbw = b.algbw * busbw_factor(c, nranks);
+  return b;
+}
+
+}  // namespace ringlink::bench

@@ -1,0 +1,160 @@
+// ringlink-bench: the nccl-tests style bandwidth test for ringlink. Started by ringlink-run,
+// torchrun, mpirun or srun; the communicator reads the rank identity from the environment.
+#include <uct/api/uct.h>
+#include <ucp/api/ucp.h>
+
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <ringlink/ringlink.h>
+
+#include "bench/driver.h"
+
+#ifndef RINGLINK_VERSION_STRING
+#define RINGLINK_VERSION_STRING "unknown"
+#endif
+
+namespace {
+
+using namespace ringlink;
+using namespace ringlink::bench;
+
+class RinglinkBackend final : public Backend {
+ public:
+  explicit RinglinkBackend(Communicator& c) : c_(c) {}
+
+  int rank() const override { return c_.rank(); }
+  int size() const override { return c_.size(); }
+  std::string library() const override { return std::string("ringlink ") + RINGLINK_VERSION_STRING; }
+  std::string transport() const override { return c_.transport_name(); }
+  std::string algorithm() const override { return std::string(to_string(c_.options().algorithm)); }
+
+  const void* run(const CollArgs& a) override {
+    switch (a.coll) {
+      case Collective::AllReduce: c_.allreduce(a.send, a.recv, a.count, a.type, a.op); break;
+      case Collective::Broadcast: c_.broadcast(a.send, a.recv, a.count, a.type, a.root); break;
+      case Collective::Reduce: c_.reduce(a.send, a.recv, a.count, a.type, a.op, a.root); break;
+      case Collective::AllGather: c_.allgather(a.send, a.recv, a.count, a.type); break;
+      case Collective::ReduceScatter: c_.reduce_scatter(a.send, a.recv, a.count, a.type, a.op); break;
+      case Collective::P2P: break;
+    }
+    return a.recv;
+  }
+
+  void send(const void* buf, size_t bytes, int peer, uint32_t tag) override { c_.send(buf, bytes, peer, tag); }
+  void recv(void* buf, size_t bytes, int peer, uint32_t tag) override { c_.recv(buf, bytes, peer, tag); }
+
+  void send_window(const void* buf, size_t bytes, int n, int peer, uint32_t tag) override {
+    works_.clear();
+    for (int i = 0; i < n; ++i) works_.push_back(c_.isend(buf, bytes, peer, tag));
+    for (auto& w : works_) w.wait();
+  }
+  void recv_window(void* buf, size_t bytes, int n, int peer, uint32_t tag) override {
+    works_.clear();
+    for (int i = 0; i < n; ++i) works_.push_back(c_.irecv(buf, bytes, peer, tag));
+    for (auto& w : works_) w.wait();
+  }
+  // Timings and wrong counts are aggregated with point-to-point messages (the Backend
+  // defaults), so the bookkeeping never depends on the collectives under test.
+
+ private:
+  Communicator& c_;
+  std::vector<Work> works_;
+};
+
+// Transports and devices this binary can use.
+void list_devices() {
+  unsigned major = 0, minor = 0, release = 0;
+  ucp_get_version(&major, &minor, &release);
+  std::printf("ucx %u.%u.%u (RINGLINK_TRANSPORT=ucx; select with UCX_TLS / UCX_NET_DEVICES):\n", major, minor,
+              release);
+  uct_component_h* components = nullptr;
+  unsigned ncomponents = 0;
+  if (uct_query_components(&components, &ncomponents) != UCS_OK) {
+    std::printf("  (cannot query UCX components)\n");
+  } else {
+    for (unsigned c = 0; c < ncomponents; ++c) {
+      uct_component_attr_t attr{};
+      attr.field_mask = UCT_COMPONENT_ATTR_FIELD_NAME | UCT_COMPONENT_ATTR_FIELD_MD_RESOURCE_COUNT;
+      if (uct_component_query(components[c], &attr) != UCS_OK) continue;
+      std::vector<uct_md_resource_desc_t> mds(attr.md_resource_count);
+      attr.field_mask = UCT_COMPONENT_ATTR_FIELD_MD_RESOURCES;
+      attr.md_resources = mds.data();
+      if (uct_component_query(components[c], &attr) != UCS_OK) continue;
+      for (const auto& md_desc : mds) {
+        uct_md_config_t* md_config = nullptr;
+        if (uct_md_config_read(components[c], nullptr, nullptr, &md_config) != UCS_OK) continue;
+        uct_md_h md = nullptr;
+        const ucs_status_t st = uct_md_open(components[c], md_desc.md_name, md_config, &md);
+        uct_config_release(md_config);
+        if (st != UCS_OK) continue;
+        uct_tl_resource_desc_t* tls = nullptr;
+        unsigned ntls = 0;
+        if (uct_md_query_tl_resources(md, &tls, &ntls) == UCS_OK) {
+          for (unsigned t = 0; t < ntls; ++t)
+            std::printf("  %-10s %-14s (memory domain %s)\n", tls[t].tl_name, tls[t].dev_name, md_desc.md_name);
+          uct_release_tl_resource_list(tls);
+        }
+        uct_md_close(md);
+      }
+    }
+    uct_release_component_list(components);
+  }
+  // The verbs transport registers its device listing here once it is part of the build.
+  std::printf("verbs: not built\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "ringlink-bench: collective and point-to-point bandwidth in the nccl-tests format.\n"
+      "Start one process per rank: ringlink-run -n N -- ringlink-bench [COLLECTIVE] [options]\n"
+      "(or torchrun, mpirun, srun)."};
+  Config cfg;
+  add_common_options(app, cfg);
+  std::optional<std::string> algo, transport;
+  bool list = false;
+  app.add_option("--algo", algo, "collective algorithm: auto, ring or tree (default: RINGLINK_ALGO, else auto)")
+      ->check(CLI::IsMember({"auto", "ring", "tree"}));
+  app.add_option("--transport", transport, "auto, ucx or verbs (default: RINGLINK_TRANSPORT, else auto)")
+      ->check(CLI::IsMember({"auto", "ucx", "verbs"}));
+  app.add_flag("--list-devices", list, "list the transports and devices this build can use, and exit");
+  try {
+    app.parse(argc, argv);
+    finish_config(cfg);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (list) {
+    list_devices();
+    return 0;
+  }
+
+  try {
+    Options o = Options::from_environment();
+    if (o.world_size < 0) {  // no launcher: a single rank
+      o.rank = 0;
+      o.world_size = 1;
+    }
+    if (algo) o.algorithm = *algo == "ring" ? Algorithm::Ring : *algo == "tree" ? Algorithm::Tree : Algorithm::Auto;
+    if (transport)
+      o.transport = *transport == "ucx"     ? TransportKind::Ucx
+                    : *transport == "verbs" ? TransportKind::Verbs
+                                            : TransportKind::Auto;
+    Communicator comm(o);
+    RinglinkBackend backend(comm);
+    RunInfo info = run_benchmark(backend, cfg, "ringlink-bench");
+    return exit_status(info);
+  } catch (const Unsupported&) {
+    return kExitUnsupported;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ringlink-bench: %s\n", e.what());
+    return 1;
+  }
+}
