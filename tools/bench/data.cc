@@ -274,6 +274,25 @@ double load_value(const void* buf, size_t i, DataType type) {
   return with_store(type, [&](auto s) { return decltype(s)::get(buf, i); });
 }
 
+void store_value(void* buf, size_t i, DataType type, double v) {
+  switch (type) {
+    case DataType::Float32: static_cast<float*>(buf)[i] = static_cast<float>(v); return;
+    case DataType::Float64: static_cast<double*>(buf)[i] = v; return;
+    case DataType::Float16: static_cast<uint16_t*>(buf)[i] = float_to_half(static_cast<float>(v)); return;
+    case DataType::BFloat16: static_cast<uint16_t*>(buf)[i] = float_to_bfloat16(static_cast<float>(v)); return;
+    default: break;
+  }
+  // Integers: through int64 so that out-of-range values wrap instead of being undefined.
+  const int64_t w = static_cast<int64_t>(v);
+  switch (type) {
+    case DataType::Int8: static_cast<int8_t*>(buf)[i] = static_cast<int8_t>(w); return;
+    case DataType::UInt8: static_cast<uint8_t*>(buf)[i] = static_cast<uint8_t>(w); return;
+    case DataType::Int32: static_cast<int32_t*>(buf)[i] = static_cast<int32_t>(w); return;
+    case DataType::Int64: static_cast<int64_t*>(buf)[i] = w; return;
+    default: return;
+  }
+}
+
 double expected_reduction(DataType type, ReduceOp op, int nranks, size_t index, uint64_t seed) {
   const Params p(type, op, nranks, seed);
   std::vector<uint64_t> keys(static_cast<size_t>(nranks));

@@ -39,8 +39,10 @@ double expected_reduction(DataType type, ReduceOp op, int nranks, size_t index, 
 // element: 0 for exact cases (integers, min, max, sums within the exact range).
 double tolerance(DataType type, ReduceOp op, int nranks, size_t index, uint64_t seed);
 
-// Reads element i of a buffer of `type` as a double.
+// Reads element i of a buffer of `type` as a double; store_value writes one, rounding (floats)
+// or wrapping (integers) as a conversion to the type does.
 double load_value(const void* buf, size_t i, DataType type);
+void store_value(void* buf, size_t i, DataType type, double v);
 
 // Number of wrong elements in this rank's result of collective `c`, where `result` holds the
 // elements this rank is responsible for (see the driver). nranks, rank, root, count as in the
