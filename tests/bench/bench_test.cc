@@ -113,6 +113,14 @@ TEST(Flags, LongNamesAndCollective) {
   EXPECT_EQ(parse({"sendrecv"}).coll, Collective::P2P);
 }
 
+TEST(Flags, ExplicitSizeList) {
+  Config c = parse({"--sizes", "8,64K,256M"});
+  EXPECT_EQ(c.sizes, (std::vector<size_t>{8, 65536, 256u << 20}));
+  EXPECT_EQ(c.min_bytes, 8u);
+  EXPECT_EQ(c.max_bytes, 256u << 20);
+  EXPECT_THROW(parse({"--sizes", "8,,16"}), CLI::ParseError);
+}
+
 TEST(Flags, RejectsBadValues) {
   EXPECT_THROW(parse({"-b", "1X"}), CLI::ParseError);
   EXPECT_THROW(parse({"-d", "float128"}), CLI::ParseError);

@@ -120,6 +120,22 @@ void add_common_options(CLI::App& app, Config& cfg) {
   size_option("-b,--minbytes", cfg.min_bytes, "smallest message in bytes, K/M/G suffixes (default 32M)");
   size_option("-e,--maxbytes", cfg.max_bytes, "largest message in bytes (default 32M)");
   size_option("-i,--stepbytes", cfg.step, "increment between sizes when -f is 1 (default 1M)");
+  app.add_option_function<std::string>(
+         "--sizes",
+         [&cfg](const std::string& v) {
+           cfg.sizes.clear();
+           size_t start = 0;
+           while (start <= v.size()) {
+             const size_t comma = std::min(v.find(',', start), v.size());
+             const std::string item = v.substr(start, comma - start);
+             auto s = parse_size(item);
+             if (!s) throw CLI::ValidationError("sizes", "'" + item + "' is not a size");
+             cfg.sizes.push_back(*s);
+             start = comma + 1;
+           }
+         },
+         "an explicit comma-separated list of sizes (instead of -b/-e/-f)")
+      ->type_name("LIST");
   app.add_option("-f,--stepfactor", cfg.factor, "multiply the size by this factor between steps (default 1: use -i)")
       ->check(CLI::Range(0.0, 1024.0));
   app.add_option("-n,--iters", cfg.iters, "timed iterations per size (default 20)")->check(CLI::Range(1, 100000000));
@@ -169,6 +185,10 @@ void add_common_options(CLI::App& app, Config& cfg) {
 }
 
 void finish_config(Config& cfg) {
+  if (!cfg.sizes.empty()) {
+    cfg.min_bytes = *std::min_element(cfg.sizes.begin(), cfg.sizes.end());
+    cfg.max_bytes = *std::max_element(cfg.sizes.begin(), cfg.sizes.end());
+  }
   if (cfg.min_bytes > cfg.max_bytes)
     throw CLI::ValidationError("sizes", fmt::format("minbytes {} is above maxbytes {}", cfg.min_bytes, cfg.max_bytes));
   if (cfg.factor <= 1 && cfg.step == 0 && cfg.min_bytes != cfg.max_bytes)
@@ -448,10 +468,17 @@ RunInfo run_benchmark(Backend& b, const Config& cfg, const std::string& tool) {
   std::string head = fmt::format("# {} {}: {} | transport {} | algorithm {} | {} ranks | host {}\n", tool,
                                  to_string(cfg.coll), info.library, info.transport, info.algorithm, info.ranks,
                                  info.host);
-  head += fmt::format("# minBytes {} maxBytes {} step: {}({}) warmup iters: {} iters: {} validation: {}\n",
-                      cfg.min_bytes, cfg.max_bytes, cfg.factor > 1 ? fmt::format("{:g}", cfg.factor)
-                                                                   : fmt::format("{}", cfg.step),
-                      cfg.factor > 1 ? "factor" : "bytes", cfg.warmup, cfg.iters, cfg.check ? 1 : 0);
+  if (cfg.sizes.empty()) {
+    head += fmt::format("# minBytes {} maxBytes {} step: {}({}) warmup iters: {} iters: {} validation: {}\n",
+                        cfg.min_bytes, cfg.max_bytes,
+                        cfg.factor > 1 ? fmt::format("{:g}", cfg.factor) : fmt::format("{}", cfg.step),
+                        cfg.factor > 1 ? "factor" : "bytes", cfg.warmup, cfg.iters, cfg.check ? 1 : 0);
+  } else {
+    std::string list;
+    for (size_t s : cfg.sizes) list += (list.empty() ? "" : ",") + format_size(s);
+    head += fmt::format("# sizes {} warmup iters: {} iters: {} validation: {}\n", list, cfg.warmup, cfg.iters,
+                        cfg.check ? 1 : 0);
+  }
   if (cfg.min_time > 0 || cfg.max_time > 0)
     head += fmt::format("# iterations adapted to take {:g} s to {:g} s per size\n", cfg.min_time, cfg.max_time);
   head += "#\n# Using ranks\n";
@@ -460,7 +487,9 @@ RunInfo run_benchmark(Backend& b, const Config& cfg, const std::string& tool) {
   head += table_header(info);
   runner.print(head);
 
-  for (size_t size : sweep_sizes(cfg.min_bytes, cfg.max_bytes, cfg.factor, cfg.step)) {
+  const std::vector<size_t> sizes =
+      cfg.sizes.empty() ? sweep_sizes(cfg.min_bytes, cfg.max_bytes, cfg.factor, cfg.step) : cfg.sizes;
+  for (size_t size : sizes) {
     if (cfg.coll == Collective::P2P) runner.p2p_size(size);
     else runner.collective_size(size);
   }

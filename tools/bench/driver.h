@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <ringlink/types.h>
 
@@ -25,6 +26,7 @@ struct Config {
   size_t max_bytes = 32u << 20;
   double factor = 1;         // -f: multiply by this (> 1) ...
   size_t step = 1u << 20;    // -i: ... or else add this
+  std::vector<size_t> sizes; // --sizes: an explicit list instead of the sweep
   int iters = 20;            // -n
   int warmup = 5;            // -w, per size and mode
   bool check = true;         // -c
