@@ -1,6 +1,8 @@
 #include "bench/driver.h"
 
+#include <spawn.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <new>
 #include <stdexcept>
 #include <vector>
@@ -180,6 +183,8 @@ void add_common_options(CLI::App& app, Config& cfg) {
       ->check(CLI::Range(0, 100000000));
   app.add_option("--csv", cfg.csv, "also write the results as CSV to this file (rank 0)")->type_name("FILE");
   app.add_option("--json", cfg.json, "also write the results as JSON to this file (rank 0)")->type_name("FILE");
+  app.add_option("--plot", cfg.plot, "draw busbw against size into this PNG (runs ringlink-plot; rank 0)")
+      ->type_name("FILE.png");
   app.add_option("--label", cfg.label, "name of this run in the CSV/JSON and in plots (default: library and transport)");
   app.add_flag("-q,--quiet", cfg.quiet, "do not print the table (files are still written)");
 }
@@ -432,6 +437,48 @@ class Runner {
 
 }  // namespace
 
+namespace {
+
+// ringlink-plot lives beside the tools in the build and install trees; RINGLINK_PLOT overrides.
+std::string find_plot_tool() {
+  if (const char* env = std::getenv("RINGLINK_PLOT"); env && *env) return env;
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    for (auto dir = exe.parent_path(); !dir.empty() && dir != dir.root_path(); dir = dir.parent_path()) {
+      if (std::filesystem::exists(dir / "ringlink-plot")) return (dir / "ringlink-plot").string();
+      if (dir.filename() != "peers") break;  // the peer harnesses sit one level down
+    }
+  }
+  return "ringlink-plot";  // from PATH
+}
+
+void draw_plot(const Config& cfg, const RunInfo& info) {
+  std::string json = cfg.json;
+  bool temporary = false;
+  if (json.empty()) {
+    json = fmt::format("/tmp/ringlink-bench-{}.json", ::getpid());
+    write_file(json, to_json(info));
+    temporary = true;
+  }
+  const std::string tool = find_plot_tool();
+  std::vector<std::string> args = {tool, "-o", cfg.plot, json};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  int status = 0;
+  const int rc = ::posix_spawnp(&pid, tool.c_str(), nullptr, nullptr, argv.data(), environ);
+  if (rc != 0) {
+    std::fprintf(stderr, "cannot run %s: %s (the plot is drawn by tools/ringlink-plot)\n", tool.c_str(), std::strerror(rc));
+  } else if (::waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::fprintf(stderr, "%s failed; no plot written\n", tool.c_str());
+  }
+  if (temporary) ::unlink(json.c_str());
+}
+
+}  // namespace
+
 RunInfo run_benchmark(Backend& b, const Config& cfg, const std::string& tool) {
   RunInfo info;
   info.tool = tool;
@@ -498,9 +545,11 @@ RunInfo run_benchmark(Backend& b, const Config& cfg, const std::string& tool) {
   if (b.rank() == 0) {
     if (!cfg.csv.empty()) write_file(cfg.csv, to_csv(info));
     if (!cfg.json.empty()) write_file(cfg.json, to_json(info));
+    if (!cfg.plot.empty()) draw_plot(cfg, info);
   }
   return info;
 }
+
 
 int exit_status(const RunInfo& info) { return total_wrong(info) > 0 ? 1 : 0; }
 

@@ -44,6 +44,7 @@ struct Config {
   int lat_iters = 0;                // ping-pong round trips; 0 = max(-n, 1000) up to 64 KiB, else -n
   // outputs
   std::string csv, json, label;
+  std::string plot;    // --plot: a PNG drawn by ringlink-plot from the JSON
   bool quiet = false;  // table only on rank 0 anyway; this drops the table, keeping the files
 };
 
