@@ -1,6 +1,7 @@
 #include "comm/engine.h"
 
 #include <poll.h>
+#include <cstdio>
 #include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -37,6 +38,8 @@ std::shared_ptr<Engine> Engine::create(Options options) {
   if (options.log_level > LogLevel::Warn || !log::enabled(LogLevel::Info)) log::set_level(options.log_level);
   std::shared_ptr<Engine> e(new Engine(std::move(options)));
   e->join_group();
+  e->agree_on_plan_inputs();
+  e->allocate_staging();
   e->start_threads();
   return e;
 }
@@ -92,6 +95,37 @@ void Engine::join_group() {
             ms_since(t0));
 }
 
+void Engine::agree_on_plan_inputs() {
+  chunk_bytes_ = options_.chunk_bytes ? options_.chunk_bytes : kDefaultChunkBytes;
+  algorithm_ = options_.algorithm;
+  if (transport_) {
+    LinkEstimate link = transport_->link_estimate();
+    model_.latency_us = link.latency_us;
+    model_.bandwidth_gbps = link.bandwidth_gbps;
+  }
+  if (!store_) return;
+  // Chunk sizes decide message sizes and the model decides algorithms: a rank that disagreed
+  // would post receives that match nothing. Rank 0's values are used everywhere.
+  std::string mine = fmt::format("{} {} {} {} {}", static_cast<int>(algorithm_), chunk_bytes_, model_.latency_us,
+                                 model_.bandwidth_gbps, model_.reduce_gbps);
+  if (rank() == 0) store_->set("plan-inputs", mine);
+  std::string agreed = store_->get("plan-inputs", options_.connect_timeout);
+  if (agreed != mine) {
+    log::warn("RINGLINK_ALGO / RINGLINK_CHUNK_BYTES / transport differ from rank 0's; using rank 0's ({} vs {})",
+              agreed, mine);
+    int algo = 0;
+    std::sscanf(agreed.c_str(), "%d %zu %lf %lf %lf", &algo, &chunk_bytes_, &model_.latency_us, &model_.bandwidth_gbps,
+                &model_.reduce_gbps);
+    algorithm_ = static_cast<Algorithm>(algo);
+  }
+}
+
+void Engine::allocate_staging() {
+  staging_ = HostBuffer(chunk_bytes_ * kStagingSlots);
+  if (transport_) staging_mr_ = transport_->register_memory(staging_.data(), staging_.size(), MemoryKind::Host);
+  pool_ = std::make_unique<algo::StagingPool>(staging_.as<std::byte>(), chunk_bytes_, kStagingSlots, staging_mr_.get());
+}
+
 void Engine::start_threads() {
   if (watch_) {
     watcher_stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -128,6 +162,8 @@ void Engine::shutdown() {
   if (watcher_stop_fd_ >= 0) ::close(watcher_stop_fd_);
   if (watch_) watch_->bye();
   connections_.clear();
+  pool_.reset();
+  staging_mr_.reset();
   transport_.reset();
   watch_.reset();
   store_.reset();
@@ -200,7 +236,7 @@ void Engine::fail_everything(std::exception_ptr error) {
 
 bool Engine::step() {
   bool moved = transport_ ? transport_->progress() : false;
-  OpContext ctx{options_.rank, options_.world_size, options_, transport_.get(), connections_, 0};
+  OpContext ctx{options_.rank, options_.world_size, options_, transport_.get(), connections_, 0, pool_.get()};
 
   if (submitted_count_.load(std::memory_order_acquire) > 0) {
     std::vector<std::shared_ptr<WorkState>> batch;

@@ -15,7 +15,10 @@
 #include <thread>
 #include <vector>
 
+#include "algorithms/common.h"
+#include "algorithms/select.h"
 #include "bootstrap/store.h"
+#include "common/host_buffer.h"
 #include "comm/operation.h"
 #include "ringlink/communicator.h"
 #include "transport.h"
@@ -53,10 +56,23 @@ class Engine : public std::enable_shared_from_this<Engine> {
   std::string transport_name() const;
   Transport* transport() { return transport_.get(); }
 
+  // Agreed by every rank at creation (rank 0's values win), so all ranks plan alike.
+  size_t chunk_bytes() const { return chunk_bytes_; }
+  Algorithm algorithm() const { return algorithm_; }
+  const algo::LinkModel& cost_model() const { return model_; }
+  size_t slot_bytes() const { return chunk_bytes_; }
+  int pipeline_depth() const { return kPipelineDepth; }
+
+  static constexpr size_t kDefaultChunkBytes = 512 * 1024;
+  static constexpr int kStagingSlots = 16;
+  static constexpr int kPipelineDepth = 4;
+
  private:
   explicit Engine(Options options);
   void join_group();
   void start_threads();
+  void agree_on_plan_inputs();
+  void allocate_staging();
 
   // One round: transport progress, admit submitted work, advance active operations.
   bool step();
@@ -76,6 +92,13 @@ class Engine : public std::enable_shared_from_this<Engine> {
   std::unique_ptr<WatchChannel> watch_;
   std::unique_ptr<Transport> transport_;
   std::vector<std::unique_ptr<Connection>> connections_;
+
+  size_t chunk_bytes_ = kDefaultChunkBytes;
+  Algorithm algorithm_ = Algorithm::Auto;
+  algo::LinkModel model_;
+  HostBuffer staging_;
+  std::shared_ptr<MemoryRegion> staging_mr_;
+  std::unique_ptr<algo::StagingPool> pool_;
 
   // Submission queue (any thread) -> active lists (driver only).
   std::mutex queue_mu_;

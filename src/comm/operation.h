@@ -7,6 +7,10 @@
 #include "common/clock.h"
 #include "transport.h"
 
+namespace ringlink::algo {
+class StagingPool;
+}
+
 namespace ringlink::detail {
 
 // What an operation may use while it runs (only on the thread driving the engine).
@@ -17,6 +21,7 @@ struct OpContext {
   Transport* transport;  // null when size == 1
   std::vector<std::unique_ptr<Connection>>& connections;
   Tag tag_base;  // unique to this operation; add the operation's own step numbers below 2^kOpTagBits
+  algo::StagingPool* staging;  // the communicator's staging slots (collectives run one at a time)
 
   Connection& peer(int p) const { return *connections[static_cast<size_t>(p)]; }
 };
