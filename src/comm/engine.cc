@@ -1,6 +1,7 @@
 #include "comm/engine.h"
 
 #include <poll.h>
+#include <algorithm>
 #include <cstdio>
 #include <sched.h>
 #include <sys/eventfd.h>
@@ -277,13 +278,7 @@ bool Engine::step() {
 
   auto now = Clock::now();
   auto check_silence = [&](Operation& op) {
-    if (now - op.last_activity <= options_.timeout) return;
-    int peer = op.waiting_on();
-    throw TimeoutError(options_.rank, peer, op.name(),
-                       peer >= 0 ? fmt::format("no progress for {} ms: rank {} sent nothing (dead, wedged or not "
-                                               "calling the same operation)",
-                                               options_.timeout.count(), peer)
-                                 : fmt::format("no progress for {} ms", options_.timeout.count()));
+    if (now - op.last_activity > options_.timeout) raise_silence(op);
   };
   try {
     for (size_t i = 0; i < p2p_.size();) {
@@ -336,6 +331,49 @@ bool Engine::step() {
     moved = true;
   }
   return moved;
+}
+
+void Engine::raise_silence(Operation& op) {
+  const int peer = op.waiting_on();
+  std::string detail = fmt::format("no progress for {} ms", options_.timeout.count());
+  if (peer < 0) throw TimeoutError(rank(), -1, op.name(), detail);
+  // The silent peer may itself be waiting on someone. Every rank that times out says whom it
+  // waits on; following those reports leads to the rank that reported nothing: the one that is
+  // dead, wedged or late. Without the store, name the direct peer.
+  int culprit = peer;
+  std::string path = fmt::format("rank {} waits on rank {}", rank(), peer);
+  bool cycle = false;
+  if (store_) {
+    try {
+      store_->set(fmt::format("stalled/{}", rank()), std::to_string(peer));
+      auto grace = std::clamp(options_.timeout / 5, milliseconds(200), milliseconds(2000));
+      std::this_thread::sleep_for(grace);
+      std::vector<int> seen{rank(), peer};
+      for (int hop = 0; hop < size(); ++hop) {
+        std::string key = fmt::format("stalled/{}", culprit);
+        if (!store_->check(key)) break;
+        int next = std::stoi(store_->get(key, milliseconds(1000)));
+        path += fmt::format(", rank {} waits on rank {}", culprit, next);
+        if (std::find(seen.begin(), seen.end(), next) != seen.end()) {
+          cycle = true;  // everyone involved waits on someone: the ranks issued different operations
+          culprit = peer;
+          break;
+        }
+        seen.push_back(next);
+        culprit = next;
+      }
+    } catch (const Error&) {
+      culprit = peer;
+    }
+  }
+  if (cycle)
+    throw TimeoutError(rank(), peer, op.name(),
+                       fmt::format("{}; every rank in the cycle is waiting ({}): were the same collectives issued in "
+                                   "the same order on every rank?",
+                                   detail, path));
+  throw TimeoutError(rank(), culprit, op.name(),
+                     fmt::format("{}: rank {} is not responding (dead, wedged or not calling {}) [{}]", detail, culprit,
+                                 op.name(), path));
 }
 
 template <typename Pred>

@@ -76,6 +76,7 @@ class Engine : public std::enable_shared_from_this<Engine> {
 
   // One round: transport progress, admit submitted work, advance active operations.
   bool step();
+  [[noreturn]] void raise_silence(Operation& op);
   template <typename Pred>
   void drive_until(Pred done, Deadline deadline);
   void progress_thread_main();
