@@ -165,7 +165,7 @@ TEST(Launcher, MissingCommandIsAUsageError) {
 }
 
 TEST(Launcher, RankThatNeverJoinsTimesOutEveryOtherRankNamingIt) {
-  Outcome o = run_launcher({"-n", "4", "--keep-going", "--time-limit", "20", "--", tool(kHelper.c_str()), "never-join", "3"},
+  Outcome o = run_launcher({"-n", "4", "--keep-going", "--time-limit", "8", "--", tool(kHelper.c_str()), "never-join", "3"},
                            {{"RINGLINK_CONNECT_TIMEOUT_MS", "2000"}});
   EXPECT_NE(o.exit_code, 0);
   auto r = results(o.output);

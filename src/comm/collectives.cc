@@ -10,7 +10,9 @@
 #include "algorithms/select.h"
 #include "algorithms/small.h"
 #include "algorithms/tree.h"
+#include "comm/cuda_staging.h"
 #include "comm/engine.h"
+#include "common/cuda_driver.h"
 #include "common/log.h"
 #include "ringlink/communicator.h"
 
@@ -98,77 +100,102 @@ std::unique_ptr<Operation> plan_rooted(const Engine& e, const algo::Args& a, boo
   return algo::make_tree_broadcast(a, e.rank(), e.size(), tree_shape, e.chunk_bytes(), e.pipeline_depth());
 }
 
-}  // namespace
+// Device buffers are staged through host memory around the host schedule.
+std::unique_ptr<Operation> with_staging(const char* name, const void* send, size_t send_bytes, void* recv,
+                                        size_t recv_bytes, detail::HostPlan plan) {
+  if (cuda::available() && (cuda::is_device_pointer(send) || cuda::is_device_pointer(recv)))
+    return detail::stage_through_host(name, send, send_bytes, recv, recv_bytes, std::move(plan));
+  return plan(static_cast<const std::byte*>(send), static_cast<std::byte*>(recv));
+}
 
-// Each collective: validate on the calling thread (argument errors never reach the engine), plan,
-// submit; the blocking form waits, driving the engine itself.
+// Each collective: validate on the calling thread (argument errors never reach the engine),
+// plan, submit; the blocking form waits, driving the engine itself.
+
+std::unique_ptr<Operation> allreduce_op(const Engine& e, const void* send, void* recv, size_t count, DataType type,
+                                        ReduceOp op) {
+  check_buffers(e, "allreduce", send, recv, count, type);
+  size_t bytes = count * size_of(type);
+  return with_staging("allreduce", send, bytes, recv, bytes, [&e, count, type, op](const std::byte* s, std::byte* r) {
+    return plan_allreduce(e, args_of(s, r, count, type, op));
+  });
+}
+
+std::unique_ptr<Operation> reduce_scatter_op(const Engine& e, const void* send, void* recv, size_t count, DataType type,
+                                             ReduceOp op) {
+  check_buffers(e, "reduce_scatter", send, recv, count, type);
+  size_t bytes = count * size_of(type);
+  return with_staging("reduce_scatter", send, bytes * static_cast<size_t>(e.size()), recv, bytes,
+                      [&e, count, type, op](const std::byte* s, std::byte* r) -> std::unique_ptr<Operation> {
+                        if (e.size() == 1) return std::make_unique<LocalCopy>("reduce_scatter", s, r, count * size_of(type));
+                        log_choice(e, "reduce_scatter", count * size_of(type) * static_cast<size_t>(e.size()), "ring");
+                        return algo::make_ring(algo::RingMode::ReduceScatter, args_of(s, r, count, type, op), e.rank(),
+                                               e.size(), e.chunk_bytes(), e.pipeline_depth());
+                      });
+}
+
+std::unique_ptr<Operation> allgather_op(const Engine& e, const void* send, void* recv, size_t count, DataType type) {
+  check_buffers(e, "allgather", send, recv, count, type);
+  size_t bytes = count * size_of(type);
+  return with_staging("allgather", send, bytes, recv, bytes * static_cast<size_t>(e.size()),
+                      [&e, count, type](const std::byte* s, std::byte* r) -> std::unique_ptr<Operation> {
+                        if (e.size() == 1) return std::make_unique<LocalCopy>("allgather", s, r, count * size_of(type));
+                        log_choice(e, "allgather", count * size_of(type) * static_cast<size_t>(e.size()), "ring");
+                        return algo::make_ring(algo::RingMode::AllGather, args_of(s, r, count, type), e.rank(),
+                                               e.size(), e.chunk_bytes(), e.pipeline_depth());
+                      });
+}
+
+std::unique_ptr<Operation> rooted_op(const Engine& e, bool reduce, const void* send, void* recv, size_t count,
+                                     DataType type, ReduceOp op, int root) {
+  const char* name = reduce ? "reduce" : "broadcast";
+  check_root(e, name, root);
+  const bool is_root = e.rank() == root;
+  // broadcast reads send on the root only; reduce writes recv on the root only.
+  check_buffers(e, name, send, recv, count, type, reduce || is_root, !reduce || is_root);
+  if (reduce && !is_root) recv = nullptr;
+  if (!reduce && !is_root) send = nullptr;
+  size_t bytes = count * size_of(type);
+  return with_staging(name, send, send ? bytes : 0, recv, recv ? bytes : 0,
+                      [&e, reduce, count, type, op, root](const std::byte* s, std::byte* r) {
+                        return plan_rooted(e, args_of(s, r, count, type, op, root), reduce);
+                      });
+}
+
+}  // namespace
 
 Work Communicator::iallreduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op) {
-  check_buffers(*engine_, "allreduce", sendbuf, recvbuf, count, type);
-  return Work(engine_->submit(plan_allreduce(*engine_, args_of(sendbuf, recvbuf, count, type, op)), true));
+  return Work(engine_->submit(allreduce_op(*engine_, sendbuf, recvbuf, count, type, op), true));
 }
 void Communicator::allreduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op) {
-  check_buffers(*engine_, "allreduce", sendbuf, recvbuf, count, type);
-  Work(engine_->submit(plan_allreduce(*engine_, args_of(sendbuf, recvbuf, count, type, op)), false)).wait();
+  Work(engine_->submit(allreduce_op(*engine_, sendbuf, recvbuf, count, type, op), false)).wait();
 }
-
-namespace {
-std::unique_ptr<Operation> plan_reduce_scatter(const Engine& e, const void* send, void* recv, size_t count,
-                                               DataType type, ReduceOp op) {
-  if (e.size() == 1) return std::make_unique<LocalCopy>("reduce_scatter", send, recv, count * size_of(type));
-  log_choice(e, "reduce_scatter", count * size_of(type) * static_cast<size_t>(e.size()), "ring");
-  return algo::make_ring(algo::RingMode::ReduceScatter, args_of(send, recv, count, type, op), e.rank(), e.size(),
-                         e.chunk_bytes(), e.pipeline_depth());
-}
-std::unique_ptr<Operation> plan_allgather(const Engine& e, const void* send, void* recv, size_t count, DataType type) {
-  if (e.size() == 1) return std::make_unique<LocalCopy>("allgather", send, recv, count * size_of(type));
-  log_choice(e, "allgather", count * size_of(type) * static_cast<size_t>(e.size()), "ring");
-  return algo::make_ring(algo::RingMode::AllGather, args_of(send, recv, count, type), e.rank(), e.size(),
-                         e.chunk_bytes(), e.pipeline_depth());
-}
-}  // namespace
 
 Work Communicator::ireduce_scatter(const void* sendbuf, void* recvbuf, size_t recvcount, DataType type, ReduceOp op) {
-  check_buffers(*engine_, "reduce_scatter", sendbuf, recvbuf, recvcount, type);
-  return Work(engine_->submit(plan_reduce_scatter(*engine_, sendbuf, recvbuf, recvcount, type, op), true));
+  return Work(engine_->submit(reduce_scatter_op(*engine_, sendbuf, recvbuf, recvcount, type, op), true));
 }
 void Communicator::reduce_scatter(const void* sendbuf, void* recvbuf, size_t recvcount, DataType type, ReduceOp op) {
-  check_buffers(*engine_, "reduce_scatter", sendbuf, recvbuf, recvcount, type);
-  Work(engine_->submit(plan_reduce_scatter(*engine_, sendbuf, recvbuf, recvcount, type, op), false)).wait();
+  Work(engine_->submit(reduce_scatter_op(*engine_, sendbuf, recvbuf, recvcount, type, op), false)).wait();
 }
 
 Work Communicator::iallgather(const void* sendbuf, void* recvbuf, size_t sendcount, DataType type) {
-  check_buffers(*engine_, "allgather", sendbuf, recvbuf, sendcount, type);
-  return Work(engine_->submit(plan_allgather(*engine_, sendbuf, recvbuf, sendcount, type), true));
+  return Work(engine_->submit(allgather_op(*engine_, sendbuf, recvbuf, sendcount, type), true));
 }
 void Communicator::allgather(const void* sendbuf, void* recvbuf, size_t sendcount, DataType type) {
-  check_buffers(*engine_, "allgather", sendbuf, recvbuf, sendcount, type);
-  Work(engine_->submit(plan_allgather(*engine_, sendbuf, recvbuf, sendcount, type), false)).wait();
+  Work(engine_->submit(allgather_op(*engine_, sendbuf, recvbuf, sendcount, type), false)).wait();
 }
 
 Work Communicator::ibroadcast(const void* sendbuf, void* recvbuf, size_t count, DataType type, int root) {
-  check_root(*engine_, "broadcast", root);
-  check_buffers(*engine_, "broadcast", sendbuf, recvbuf, count, type, rank() == root, true);
-  return Work(engine_->submit(plan_rooted(*engine_, args_of(sendbuf, recvbuf, count, type, ReduceOp::Sum, root), false),
-                              true));
+  return Work(engine_->submit(rooted_op(*engine_, false, sendbuf, recvbuf, count, type, ReduceOp::Sum, root), true));
 }
 void Communicator::broadcast(const void* sendbuf, void* recvbuf, size_t count, DataType type, int root) {
-  check_root(*engine_, "broadcast", root);
-  check_buffers(*engine_, "broadcast", sendbuf, recvbuf, count, type, rank() == root, true);
-  Work(engine_->submit(plan_rooted(*engine_, args_of(sendbuf, recvbuf, count, type, ReduceOp::Sum, root), false),
-                       false))
-      .wait();
+  Work(engine_->submit(rooted_op(*engine_, false, sendbuf, recvbuf, count, type, ReduceOp::Sum, root), false)).wait();
 }
 
 Work Communicator::ireduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op, int root) {
-  check_root(*engine_, "reduce", root);
-  check_buffers(*engine_, "reduce", sendbuf, recvbuf, count, type, true, rank() == root);
-  return Work(engine_->submit(plan_rooted(*engine_, args_of(sendbuf, recvbuf, count, type, op, root), true), true));
+  return Work(engine_->submit(rooted_op(*engine_, true, sendbuf, recvbuf, count, type, op, root), true));
 }
 void Communicator::reduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op, int root) {
-  check_root(*engine_, "reduce", root);
-  check_buffers(*engine_, "reduce", sendbuf, recvbuf, count, type, true, rank() == root);
-  Work(engine_->submit(plan_rooted(*engine_, args_of(sendbuf, recvbuf, count, type, op, root), true), false)).wait();
+  Work(engine_->submit(rooted_op(*engine_, true, sendbuf, recvbuf, count, type, op, root), false)).wait();
 }
 
 namespace {

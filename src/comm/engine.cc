@@ -237,7 +237,7 @@ void Engine::fail_everything(std::exception_ptr error) {
 
 bool Engine::step() {
   bool moved = transport_ ? transport_->progress() : false;
-  OpContext ctx{options_.rank, options_.world_size, options_, transport_.get(), connections_, 0, pool_.get()};
+  OpContext ctx{options_.rank, options_.world_size, options_, transport_.get(), connections_, 0, pool_.get(), &scratch_};
 
   if (submitted_count_.load(std::memory_order_acquire) > 0) {
     std::vector<std::shared_ptr<WorkState>> batch;

@@ -6,6 +6,7 @@
 // otherwise the progress thread drives asynchronous work until the queue is empty.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -33,6 +34,19 @@ struct WorkState {
   std::shared_ptr<Engine> engine;  // cleared on completion
   uint64_t seq = 0;
   Clock::time_point submitted{};
+};
+
+// Grows by doubling (to 2 MiB multiples) and keeps its memory: staging the same tensors call
+// after call touches no new pages.
+class GrowingScratch final : public HostScratch {
+ public:
+  std::byte* ensure(size_t bytes) override {
+    if (bytes > buffer_.size()) buffer_ = HostBuffer(std::max(bytes, 2 * buffer_.size()));
+    return buffer_.as<std::byte>();
+  }
+
+ private:
+  HostBuffer buffer_;
 };
 
 class Engine : public std::enable_shared_from_this<Engine> {
@@ -100,6 +114,7 @@ class Engine : public std::enable_shared_from_this<Engine> {
   HostBuffer staging_;
   std::shared_ptr<MemoryRegion> staging_mr_;
   std::unique_ptr<algo::StagingPool> pool_;
+  GrowingScratch scratch_;
 
   // Submission queue (any thread) -> active lists (driver only).
   std::mutex queue_mu_;
