@@ -85,6 +85,8 @@ class UcxRequest final : public Request {
 class UcxTransport final : public Transport {
  public:
   explicit UcxTransport(const TransportSetup& setup) : rank_(setup.rank) {
+    const char* tls_env = std::getenv("UCX_TLS");
+    shared_memory_ = setup.local_world_size == setup.world_size && !excludes_shared_memory(tls_env ? tls_env : "");
     ucp_config_t* config = nullptr;
     check(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read");
     ucp_params_t params{};
@@ -152,6 +154,11 @@ class UcxTransport final : public Transport {
 
   bool progress() override { return ucp_worker_progress(worker_) != 0; }
 
+  LinkEstimate link_estimate() const override {
+    // Measured on a 2-core VM with ringlink-bench p2p (docs/collectives.md).
+    return shared_memory_ ? LinkEstimate{1.0, 6.0} : LinkEstimate{12.0, 2.0};
+  }
+
   ucp_worker_h worker() const { return worker_; }
   int rank() const { return rank_; }
 
@@ -161,7 +168,16 @@ class UcxTransport final : public Transport {
       throw TransportError(rank_, -1, "ucx init", fmt::format("{} failed: {}", what, ucs_status_string(s)));
   }
 
+  // True when UCX may use shared memory between every pair of ranks (all on this host).
+  static bool excludes_shared_memory(std::string_view tls) {
+    if (tls.empty() || tls.front() == '^') return false;
+    for (const char* t : {"all", "sm", "shm", "posix", "sysv", "cma", "knem", "xpmem"})
+      if (tls.find(t) != std::string_view::npos) return false;
+    return true;
+  }
+
   int rank_;
+  bool shared_memory_ = false;
   ucp_context_h context_ = nullptr;
   ucp_worker_h worker_ = nullptr;
   std::vector<std::byte> address_;
