@@ -36,25 +36,36 @@ double combine(double a, double b, ReduceOp op) {
     default: return a + b;
   }
 }
+
+// Sends to `to` and receives from `from` without deadlocking a ring even where sends are
+// synchronous: even ranks send first, odd ranks receive first.
+void exchange(Backend& b, const void* out, size_t out_bytes, int to, void* in, size_t in_bytes, int from,
+              uint32_t tag) {
+  if (b.rank() % 2 == 0) {
+    b.send(out, out_bytes, to, tag);
+    b.recv(in, in_bytes, from, tag);
+  } else {
+    b.recv(in, in_bytes, from, tag);
+    b.send(out, out_bytes, to, tag);
+  }
+}
+
 }  // namespace
 
+// A ring pass: every rank issues the same calls, which keeps the bookkeeping symmetric (a
+// library may number its collectives by the calls each rank made before them).
 double Backend::allreduce_scalar(double v, ReduceOp op) {
   const int n = size();
   if (n == 1) return v;
-  double acc = v;
-  if (rank() == 0) {
-    for (int r = 1; r < n; ++r) {
-      double x = 0;
-      recv(&x, sizeof x, r, kTagScalar);
-      acc = combine(acc, x, op);
-    }
-    if (op == ReduceOp::Avg) acc /= n;
-    for (int r = 1; r < n; ++r) send(&acc, sizeof acc, r, kTagScalar);
-  } else {
-    send(&v, sizeof v, 0, kTagScalar);
-    recv(&acc, sizeof acc, 0, kTagScalar);
+  const int next = (rank() + 1) % n, prev = (rank() + n - 1) % n;
+  double acc = v, passing = v;
+  for (int step = 0; step < n - 1; ++step) {
+    double got = 0;
+    exchange(*this, &passing, sizeof passing, next, &got, sizeof got, prev, kTagScalar);
+    acc = combine(acc, got, op);
+    passing = got;
   }
-  return acc;
+  return op == ReduceOp::Avg ? acc / n : acc;
 }
 
 void Backend::barrier() { allreduce_scalar(0, ReduceOp::Sum); }
@@ -214,22 +225,20 @@ std::string hostname() {
   return buf;
 }
 
-// Rank 0 gets every rank's line, in rank order.
+// Rank 0 gets every rank's line, in rank order (passed around the ring, like the scalars).
 std::vector<std::string> gather_lines(Backend& b, const std::string& mine) {
-  std::vector<std::string> all;
-  if (b.rank() == 0) {
-    all.push_back(mine);
-    for (int r = 1; r < b.size(); ++r) {
-      uint32_t len = 0;
-      b.recv(&len, sizeof len, r, kTagGather);
-      std::string s(len, '\0');
-      if (len) b.recv(s.data(), len, r, kTagGather);
-      all.push_back(std::move(s));
-    }
-  } else {
-    uint32_t len = static_cast<uint32_t>(mine.size());
-    b.send(&len, sizeof len, 0, kTagGather);
-    if (len) b.send(mine.data(), len, 0, kTagGather);
+  const int n = b.size(), me = b.rank();
+  std::vector<std::string> all(static_cast<size_t>(n));
+  all[static_cast<size_t>(me)] = mine;
+  const int next = (me + 1) % n, prev = (me + n - 1) % n;
+  std::string passing = mine;
+  for (int step = 1; step < n; ++step) {
+    uint32_t out_len = static_cast<uint32_t>(passing.size()), in_len = 0;
+    exchange(b, &out_len, sizeof out_len, next, &in_len, sizeof in_len, prev, kTagGather);
+    std::string got(in_len, '\0');
+    exchange(b, passing.data(), passing.size(), next, got.data(), got.size(), prev, kTagGather);
+    all[static_cast<size_t>((me - step + n) % n)] = got;
+    passing = std::move(got);
   }
   return all;
 }
