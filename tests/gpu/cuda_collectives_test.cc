@@ -108,4 +108,22 @@ TEST_F(Cuda, AllgatherBroadcastReduceScatterReduce) {
   }
 }
 
+TEST_F(Cuda, PointToPointBetweenDeviceBuffers) {
+  auto& c = world();
+  const int n = c.size(), me = c.rank();
+  if (n < 2) GTEST_SKIP() << "needs two ranks";
+  const size_t count = 1 << 20;
+  std::vector<int32_t> mine(count);
+  std::iota(mine.begin(), mine.end(), me * 7);
+  DeviceBuffer out(count * 4), in(count * 4);
+  out.upload(mine);
+  const int next = (me + 1) % n, prev = (me + n - 1) % n;
+  Work r = c.irecv(in.get(), count * 4, prev, 5);
+  c.send(out.get(), count * 4, next, 5);
+  r.wait();
+  auto got = in.download<int32_t>(count);
+  EXPECT_EQ(got[0], prev * 7);
+  EXPECT_EQ(got[count - 1], prev * 7 + static_cast<int32_t>(count) - 1);
+}
+
 }  // namespace
