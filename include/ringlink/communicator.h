@@ -61,7 +61,7 @@ class Communicator {
   const Options& options() const;
   std::string transport_name() const;
 
-  // ---- point to point (host memory) ----
+  // ---- point to point (host or CUDA device memory) ----
   // A send matches the receive on `peer` with the same tag; tags below 2^39.
   Work isend(const void* buf, size_t bytes, int peer, uint64_t tag = 0);
   Work irecv(void* buf, size_t bytes, int peer, uint64_t tag = 0);

@@ -55,11 +55,14 @@ void check_root(const Engine& e, const char* op, int root) {
     throw InvalidArgumentError(e.rank(), root, op, fmt::format("root {} is out of range for {} ranks", root, e.size()));
 }
 
-// Logs each distinct (collective, size, choice) once at INFO, so a training run's log stays short.
-void log_choice(const Engine& e, const char* op, size_t bytes, const std::string& what) {
+// Logs each distinct (collective, size, choice) once at INFO, so a training run's log stays
+// short. `describe` runs only when INFO is on: the latency path formats nothing.
+template <typename Describe>
+void log_choice(const Engine& e, const char* op, size_t bytes, Describe describe) {
   if (!log::enabled(LogLevel::Info)) return;
   static std::mutex mu;
   static std::set<std::string> seen;
+  std::string what = describe();
   std::string key = fmt::format("{} {} {} {}", static_cast<const void*>(&e), op, bytes, what);
   std::lock_guard lk(mu);
   if (seen.insert(key).second) log::info("{} of {} bytes over {} ranks: {}", op, bytes, e.size(), what);
@@ -75,9 +78,10 @@ std::unique_ptr<Operation> plan_allreduce(const Engine& e, const algo::Args& a) 
   if (e.size() == 1) return std::make_unique<LocalCopy>("allreduce", a.send, a.recv, bytes);
   auto c = algo::choose_allreduce(bytes, e.size(), e.algorithm(), bytes <= e.slot_bytes(), e.cost_model(),
                                   e.chunk_bytes());
-  log_choice(e, "allreduce", bytes,
-             fmt::format("{} (model: ring {:.1f} us, tree {:.1f} us, recursive doubling {})", algo::to_string(c.algo),
-                         c.ring_us, c.tree_us, c.rd_us < 0 ? std::string("n/a") : fmt::format("{:.1f} us", c.rd_us)));
+  log_choice(e, "allreduce", bytes, [&] {
+    return fmt::format("{} (model: ring {:.1f} us, tree {:.1f} us, recursive doubling {})", algo::to_string(c.algo),
+                       c.ring_us, c.tree_us, c.rd_us < 0 ? std::string("n/a") : fmt::format("{:.1f} us", c.rd_us));
+  });
   switch (c.algo) {
     case algo::AllreduceAlgo::RecursiveDoubling:
       return algo::make_recursive_doubling_allreduce(a, e.rank(), e.size());
@@ -95,7 +99,7 @@ std::unique_ptr<Operation> plan_rooted(const Engine& e, const algo::Args& a, boo
   if (e.size() == 1) return std::make_unique<LocalCopy>(name, a.send, a.recv, bytes);
   auto shape = algo::choose_rooted_shape(bytes, e.size(), e.algorithm(), e.cost_model(), e.chunk_bytes());
   auto tree_shape = shape == algo::RootedShape::Chain ? algo::TreeShape::Chain : algo::TreeShape::Binary;
-  log_choice(e, name, bytes, shape == algo::RootedShape::Chain ? "pipelined chain" : "binary tree");
+  log_choice(e, name, bytes, [&] { return std::string(shape == algo::RootedShape::Chain ? "pipelined chain" : "binary tree"); });
   if (reduce) return algo::make_tree_reduce(a, e.rank(), e.size(), tree_shape, e.chunk_bytes(), e.pipeline_depth());
   return algo::make_tree_broadcast(a, e.rank(), e.size(), tree_shape, e.chunk_bytes(), e.pipeline_depth());
 }
@@ -127,7 +131,7 @@ std::unique_ptr<Operation> reduce_scatter_op(const Engine& e, const void* send, 
   return with_staging("reduce_scatter", send, bytes * static_cast<size_t>(e.size()), recv, bytes,
                       [&e, count, type, op](const std::byte* s, std::byte* r) -> std::unique_ptr<Operation> {
                         if (e.size() == 1) return std::make_unique<LocalCopy>("reduce_scatter", s, r, count * size_of(type));
-                        log_choice(e, "reduce_scatter", count * size_of(type) * static_cast<size_t>(e.size()), "ring");
+                        log_choice(e, "reduce_scatter", count * size_of(type) * static_cast<size_t>(e.size()), [] { return std::string("ring"); });
                         return algo::make_ring(algo::RingMode::ReduceScatter, args_of(s, r, count, type, op), e.rank(),
                                                e.size(), e.chunk_bytes(), e.pipeline_depth());
                       });
@@ -139,7 +143,7 @@ std::unique_ptr<Operation> allgather_op(const Engine& e, const void* send, void*
   return with_staging("allgather", send, bytes, recv, bytes * static_cast<size_t>(e.size()),
                       [&e, count, type](const std::byte* s, std::byte* r) -> std::unique_ptr<Operation> {
                         if (e.size() == 1) return std::make_unique<LocalCopy>("allgather", s, r, count * size_of(type));
-                        log_choice(e, "allgather", count * size_of(type) * static_cast<size_t>(e.size()), "ring");
+                        log_choice(e, "allgather", count * size_of(type) * static_cast<size_t>(e.size()), [] { return std::string("ring"); });
                         return algo::make_ring(algo::RingMode::AllGather, args_of(s, r, count, type), e.rank(),
                                                e.size(), e.chunk_bytes(), e.pipeline_depth());
                       });
