@@ -426,6 +426,11 @@ class ThreadBackend : public Backend {
     for (int i = 0; i < n; ++i) recv(buf, bytes, peer, tag);
   }
 
+  void exchange_window(const void* send, void* recv, size_t bytes, int n, int peer, uint32_t tag) override {
+    send_window(send, bytes, n, peer, tag);
+    recv_window(recv, bytes, n, peer, tag);
+  }
+
   bool corrupt_ = false;
 
  private:
@@ -504,6 +509,16 @@ TEST(Driver, TypesAndOpsThroughTheWholeLoop) {
       auto infos = run_world(3, cfg);
       EXPECT_EQ(total_wrong(infos[0]), 0) << to_string(t) << " " << to_string(op);
     }
+}
+
+TEST(Driver, BidirectionalPointToPoint) {
+  Config cfg = small(Collective::P2P);
+  cfg.bidir = true;
+  auto infos = run_world(3, cfg);
+  for (const Row& r : infos[0].rows) {
+    EXPECT_EQ(r.p2p_wrong, 0);
+    EXPECT_GT(r.p2p_gbps, 0);
+  }
 }
 
 TEST(Driver, CorruptedResultsFailTheRun) {

@@ -63,6 +63,9 @@ class Backend {
   // The receiver lands every message in the same buffer.
   virtual void send_window(const void* buf, size_t bytes, int n, int peer, uint32_t tag) = 0;
   virtual void recv_window(void* buf, size_t bytes, int n, int peer, uint32_t tag) = 0;
+  // Both at once with one peer: `n` receives into `recv` and `n` sends from `send`, all posted
+  // before any is waited for (bidirectional streaming).
+  virtual void exchange_window(const void* send, void* recv, size_t bytes, int n, int peer, uint32_t tag) = 0;
 
   // Aggregation for the driver's bookkeeping (timings, wrong counts). The defaults go through
   // send/recv via rank 0; libraries override them with their own collectives.

@@ -189,6 +189,8 @@ void add_common_options(CLI::App& app, Config& cfg) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--window", cfg.window, "p2p: messages in flight per burst (default 64)")->check(CLI::Range(1, 1 << 20));
   size_option("--window-bytes", cfg.window_bytes, "p2p: at most this many bytes per burst, one message at least (default 64M)");
+  app.add_flag("--bidir", cfg.bidir,
+               "p2p: ranks 0 and 1 stream to each other at once; bandwidth is the sum of both directions");
   app.add_option("--lat-iters", cfg.lat_iters,
                  "p2p: ping-pong round trips per size (default: max(-n, 1000) up to 64 KiB, else -n)")
       ->check(CLI::Range(0, 100000000));
@@ -328,10 +330,13 @@ class Runner {
       poison(recv_.data(), bytes);
     }
 
-    // Streaming bandwidth, 0 -> 1: bursts of `window` messages, each burst acknowledged.
+    // Streaming bandwidth, 0 -> 1: bursts of `window` messages, each burst acknowledged (or,
+    // bidirectional, both ways at once: each side's receives complete the burst).
     uint32_t ack = 0;
     auto burst = [&] {
-      if (rank_ == 0) {
+      if (cfg_.bidir) {
+        if (active) b_.exchange_window(send_.data(), recv_.data(), bytes, row.window, peer, kTagData);
+      } else if (rank_ == 0) {
         b_.send_window(send_.data(), bytes, row.window, 1, kTagData);
         b_.recv(&ack, sizeof ack, 1, kTagAck);
       } else if (rank_ == 1) {
@@ -346,8 +351,11 @@ class Runner {
     auto t0 = Clock::now();
     for (int i = 0; i < row.bw_iters; ++i) burst();
     const double bw_s = seconds_since(t0);
-    const double gbps = rank_ == 0 ? static_cast<double>(bytes) * row.window * row.bw_iters / bw_s / 1e9 : 0.0;
-    if (cfg_.check && rank_ == 1) wrong += count_wrong_message(recv_.data(), count, cfg_.type, 0, seed);
+    const double directions = cfg_.bidir ? 2 : 1;
+    const double gbps =
+        rank_ == 0 ? directions * static_cast<double>(bytes) * row.window * row.bw_iters / bw_s / 1e9 : 0.0;
+    if (cfg_.check && (rank_ == 1 || (cfg_.bidir && rank_ == 0)))
+      wrong += count_wrong_message(recv_.data(), count, cfg_.type, peer, seed);
 
     // Latency: ping-pong, half the round trip.
     if (cfg_.check && active) poison(recv_.data(), bytes);
@@ -535,6 +543,8 @@ RunInfo run_benchmark(Backend& b, const Config& cfg, const std::string& tool) {
     head += fmt::format("# sizes {} warmup iters: {} iters: {} validation: {}\n", list, cfg.warmup, cfg.iters,
                         cfg.check ? 1 : 0);
   }
+  if (cfg.coll == Collective::P2P && cfg.bidir)
+    head += "# bidirectional: ranks 0 and 1 stream to each other; bandwidth is the sum of both directions\n";
   if (cfg.min_time > 0 || cfg.max_time > 0)
     head += fmt::format("# iterations adapted to take {:g} s to {:g} s per size\n", cfg.min_time, cfg.max_time);
   head += "#\n# Using ranks\n";

@@ -42,6 +42,7 @@ struct Config {
   int window = 64;                  // messages in flight per burst
   size_t window_bytes = 64u << 20;  // ... but at most this many bytes per burst (at least one message)
   int lat_iters = 0;                // ping-pong round trips; 0 = max(-n, 1000) up to 64 KiB, else -n
+  bool bidir = false;               // both ranks stream at once; bandwidth is the sum of both ways
   // outputs
   std::string csv, json, label;
   std::string plot;    // --plot: a PNG drawn by ringlink-plot from the JSON

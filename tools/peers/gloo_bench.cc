@@ -206,6 +206,15 @@ class GlooBackend final : public Backend {
     for (int i = 0; i < n; ++i) b->waitRecv();
   }
 
+  void exchange_window(const void* send, void* recv, size_t bytes, int n, int peer, uint32_t tag) override {
+    auto in = ctx_->createUnboundBuffer(recv, bytes);
+    auto out = ctx_->createUnboundBuffer(const_cast<void*>(send), bytes);
+    for (int i = 0; i < n; ++i) in->recv(peer, tag, 0, bytes);
+    for (int i = 0; i < n; ++i) out->send(peer, tag, 0, bytes);
+    for (int i = 0; i < n; ++i) out->waitSend();
+    for (int i = 0; i < n; ++i) in->waitRecv();
+  }
+
   void barrier() override {
     gloo::BarrierOptions o(ctx_);
     gloo::barrier(o);

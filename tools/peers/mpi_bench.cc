@@ -133,6 +133,17 @@ class MpiBackend final : public Backend {
     check(MPI_Waitall(n, reqs_.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
   }
 
+  void exchange_window(const void* send, void* recv, size_t bytes, int n, int peer, uint32_t tag) override {
+    reqs_.resize(2 * static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i)
+      check(MPI_Irecv(recv, count(bytes), MPI_BYTE, peer, static_cast<int>(tag), MPI_COMM_WORLD, &reqs_[i]),
+            "MPI_Irecv");
+    for (int i = 0; i < n; ++i)
+      check(MPI_Isend(send, count(bytes), MPI_BYTE, peer, static_cast<int>(tag), MPI_COMM_WORLD, &reqs_[n + i]),
+            "MPI_Isend");
+    check(MPI_Waitall(2 * n, reqs_.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+  }
+
   double allreduce_scalar(double v, ReduceOp op) override {
     double out = 0;
     MPI_Op mop = op == ReduceOp::Min ? MPI_MIN : op == ReduceOp::Max ? MPI_MAX : op == ReduceOp::Prod ? MPI_PROD : MPI_SUM;
