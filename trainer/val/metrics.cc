@@ -86,11 +86,16 @@ double compute_ap(const std::vector<double>& recall, const std::vector<double>& 
   mpre.push_back(0.0);
   for (size_t i = mpre.size() - 1; i > 0; --i) mpre[i - 1] = std::max(mpre[i - 1], mpre[i]);  // envelope
   // Trapezoidal integration of the envelope sampled at 101 recall points.
+  // One deliberate difference from YOLOv5: at recall 1.0, when the detections
+  // do reach recall 1, the envelope is read where they first reach it, not at
+  // the appended (1, 0) sentinel that np.interp lands on. That sentinel caps
+  // YOLOv5's AP at 0.995 for perfect detections; every other sample agrees.
   const int N = 101;
   double ap = 0, prev_x = 0, prev_y = 0;
+  const size_t first_full = static_cast<size_t>(std::lower_bound(mrec.begin(), mrec.end(), 1.0) - mrec.begin());
   for (int k = 0; k < N; ++k) {
     const double x = static_cast<double>(k) / (N - 1);
-    const double y = interp(x, mrec, mpre, mpre.front(), mpre.back());
+    const double y = k == N - 1 ? mpre[first_full] : interp(x, mrec, mpre, mpre.front(), mpre.back());
     if (k > 0) ap += (x - prev_x) * (y + prev_y) / 2;
     prev_x = x, prev_y = y;
   }
