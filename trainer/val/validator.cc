@@ -70,7 +70,8 @@ ValResult validate(YoloModel& model, const Dataset& ds, BatchLoader& loader, con
   for (int k = 0; k < 3; ++k) res.loss[k] = l[k].item<double>();
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   log_line(val_header());
-  log_line(val_line("all", res.images, res.instances, res.mp, res.mr, res.map50, res.map));
+  log_line(val_line("all", res.images, res.instances, res.mp, res.mr, res.map50, res.map) +
+           fmt::format("   ({:.1f} s)", res.seconds));
   if (opts.verbose) {
     for (size_t c = 0; c < res.detail.classes.size(); ++c) {
       const int cls = res.detail.classes[c];
