@@ -94,7 +94,7 @@ step "building the trainer with g++ -O2 (-j$JOBS)"
 CXX=${CXX:-g++}
 SRCS=$(sed -n "/^trainer_sources = files(/,/^)/p" trainer/meson.build | grep -o "'[^']*\.cc'" | tr -d "'")
 [ -n "$SRCS" ] || fail "could not read trainer_sources from trainer/meson.build"
-CXXFLAGS=(-std=c++17 -O2 -DNDEBUG -fPIC -D_GLIBCXX_USE_CXX11_ABI="$TORCH_ABI" -Itrainer
+CXXFLAGS=(-std=c++20 -O2 -DNDEBUG -fPIC -D_GLIBCXX_USE_CXX11_ABI="$TORCH_ABI" -Itrainer
           -DYOLO_MODELS_DIR="\"$ROOT/trainer/models\"")
 for d in "${TORCH_INC[@]}"; do CXXFLAGS+=(-isystem "$d"); done
 CXXFLAGS+=("${DEP_INC[@]}")
@@ -114,7 +114,7 @@ for s in $SRCS yolov5_train.cc; do
   pids+=($!)
   while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 0.2; done
 done
-"$CXX" -std=c++17 -O2 -Itrainer "${DEP_INC[@]}" trainer/tools/make_shapes_dataset.cc -o "$B/make-shapes-dataset" \
+"$CXX" -std=c++20 -O2 -Itrainer "${DEP_INC[@]}" trainer/tools/make_shapes_dataset.cc -o "$B/make-shapes-dataset" \
   "${DEP_LINK[@]}" >> "$OUT/build.log" 2>&1 || { cat "$OUT/build.log"; fail "make-shapes-dataset did not build"; }
 failed=0
 for p in "${pids[@]}"; do wait "$p" || failed=1; done

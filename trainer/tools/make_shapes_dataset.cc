@@ -80,7 +80,7 @@ void draw_background(Image& img, Rng& rng) {
   random_colour(rng, c0);
   random_colour(rng, c1);
   const double ang = rng.uniform(0, 2 * M_PI), ca = std::cos(ang), sa = std::sin(ang);
-  const double noise = rng.uniform(5, 40);
+  const double noise = rng.uniform(4, 28);
   const double norm = std::abs(ca) * img.w + std::abs(sa) * img.h + 1;
   for (int y = 0; y < img.h; ++y)
     for (int x = 0; x < img.w; ++x) {
@@ -191,14 +191,20 @@ void make_image(const fs::path& img_path, const fs::path& label_path, int S, uin
   const int side = std::min(w, h);
   for (int i = 0, tries = 0; i < n && tries < 50; ++tries) {
     const int cls = rng.integer(0, kNumClasses - 1);
-    const double size = side * std::exp(rng.uniform(std::log(0.06), std::log(0.4)));
+    const double size = side * std::exp(rng.uniform(std::log(0.08), std::log(0.4)));
     const double cx = rng.uniform(size * 0.3, w - size * 0.3), cy = rng.uniform(size * 0.3, h - size * 0.3);
     Box probe{cls, cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2};
     bool ok = true;
     for (const auto& b : boxes) ok = ok && iou(b, probe) < 0.35;  // overlaps, but each stays visible
     if (!ok) continue;
+    // A colour that stands out from the background under the shape's centre
+    // (a few tries; low-contrast shapes still happen, as in real data).
     uint8_t c[3];
-    random_colour(rng, c);
+    const uint8_t* bg = &img.px[(static_cast<size_t>(std::min(h - 1, int(cy))) * w + std::min(w - 1, int(cx))) * 3];
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      random_colour(rng, c);
+      if (std::abs(c[0] - bg[0]) + std::abs(c[1] - bg[1]) + std::abs(c[2] - bg[2]) >= 150) break;
+    }
     Box b = draw_shape(img, rng, cls, cx, cy, size, c);
     if (b.x2 - b.x1 < 3 || b.y2 - b.y1 < 3) continue;
     boxes.push_back(b);
