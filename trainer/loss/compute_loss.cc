@@ -88,10 +88,14 @@ ComputeLoss::Result ComputeLoss::operator()(const std::vector<torch::Tensor>& pr
   auto fopt = torch::TensorOptions().device(device).dtype(torch::kFloat);
   auto lbox = torch::zeros({1}, fopt), lobj = torch::zeros({1}, fopt), lcls = torch::zeros({1}, fopt);
   const double cp = 1.0 - 0.5 * g_.label_smoothing, cn = 0.5 * g_.label_smoothing;
-  auto bce_obj = torch::nn::BCEWithLogitsLoss(
-      torch::nn::BCEWithLogitsLossOptions().pos_weight(torch::tensor({g_.obj_pw}, fopt)));
-  auto bce_cls = torch::nn::BCEWithLogitsLoss(
-      torch::nn::BCEWithLogitsLossOptions().pos_weight(torch::tensor({g_.cls_pw}, fopt)));
+  // BCEWithLogits with pos_weight; a weight of 1 (the default) is left out so
+  // no host value has to be copied to the device, which would wait for it.
+  auto bce = [&](const torch::Tensor& x, const torch::Tensor& y, double pos_weight) {
+    namespace F = torch::nn::functional;
+    auto o = F::BinaryCrossEntropyWithLogitsFuncOptions();
+    if (pos_weight != 1.0) o = o.pos_weight(torch::full({1}, pos_weight, fopt));
+    return F::binary_cross_entropy_with_logits(x, y, o);
+  };
   const int64_t bs = preds_in[0].size(0);
 
   for (int i = 0; i < nl_; ++i) {
@@ -114,11 +118,11 @@ ComputeLoss::Result ComputeLoss::operator()(const std::vector<torch::Tensor>& pr
         auto pcls = ps.narrow(1, 5, nc_);
         auto t = torch::full_like(pcls, cn);
         t.index_put_({torch::arange(n, torch::TensorOptions().device(device).dtype(torch::kLong)), lt.tcls.to(device, nb)},
-                     torch::tensor(cp, fopt));
-        lcls += bce_cls(pcls, t);
+                     cp);
+        lcls += bce(pcls, t, g_.cls_pw);
       }
     }
-    lobj += bce_obj(pi.select(-1, 4), tobj) * balance_[i];
+    lobj += bce(pi.select(-1, 4), tobj, g_.obj_pw) * balance_[i];
   }
   lbox *= g_.box;
   lobj *= g_.obj;

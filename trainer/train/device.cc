@@ -3,6 +3,7 @@
 #include <ATen/Context.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <stdexcept>
 
 #if defined(YOLO_CUDA_STATS)
@@ -34,7 +35,17 @@ torch::Device select_device(const std::string& spec) {
 }
 
 void cuda_setup_fast_kernels() {
-  if (torch::cuda::is_available()) at::globalContext().setBenchmarkCuDNN(true);
+  const char* env = std::getenv("YOLO_CUDNN_BENCHMARK");
+  const bool benchmark = !(env && std::string(env) == "0");
+  if (torch::cuda::is_available()) at::globalContext().setBenchmarkCuDNN(benchmark);
+}
+
+void cuda_empty_cache(const torch::Device& d) {
+#if defined(YOLO_CUDA_STATS)
+  if (d.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#else
+  (void)d;
+#endif
 }
 
 void cuda_synchronize(const torch::Device& d) {

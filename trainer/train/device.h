@@ -15,7 +15,10 @@ struct GpuMemory {
   double peak_allocated_gb = 0, peak_reserved_gb = 0, reserved_gb = 0;
 };
 
-void cuda_setup_fast_kernels();  // cudnn.benchmark
+// cudnn.benchmark on (YOLO_CUDNN_BENCHMARK=0 in the environment turns it off).
+void cuda_setup_fast_kernels();
+// Returns cached, unused allocator blocks (e.g. cudnn autotuning workspaces).
+void cuda_empty_cache(const torch::Device& d);
 void cuda_synchronize(const torch::Device& d);
 GpuMemory cuda_memory(const torch::Device& d);
 void cuda_reset_peak(const torch::Device& d);

@@ -302,6 +302,10 @@ EpochResult Trainer::train_epoch(int epoch) {
   const bool tty = stderr_is_tty();
   log_line(fmt::format("\n{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}", "Epoch", "GPU_mem", "box_loss", "obj_loss",
                        "cls_loss", "Instances", "Size"));
+  // Release what earlier phases cached (autotuning workspaces, validation
+  // batches) so each epoch's peak reflects training itself.
+  cuda_synchronize(device_);
+  cuda_empty_cache(device_);
   cuda_reset_peak(device_);
   train_loader_->start_epoch(epoch);
   const auto t0 = std::chrono::steady_clock::now();
