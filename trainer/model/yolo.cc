@@ -35,7 +35,7 @@ std::string resolve_model_path(const std::string& cfg) {
       if (!dir.empty() && fs::exists(dir / base)) return (dir / base).string();
     }
   }
-  throw std::runtime_error("model config not found: " + cfg);
+  throw std::runtime_error("file not found: " + cfg + " (neither a path nor a bundled file in " YOLO_MODELS_DIR ")");
 }
 
 ModelConfig load_model_config(const std::string& path) {

@@ -26,7 +26,8 @@ struct ModelConfig {
   std::vector<LayerSpec> layers;
 };
 
-// Resolve a --cfg name: the path itself, or a bundled model file by name.
+// Resolve a --cfg (or --hyp) name: the path itself, or a bundled file of
+// trainer/models by name (".yaml" optional).
 std::string resolve_model_path(const std::string& cfg);
 ModelConfig load_model_config(const std::string& path);
 ModelConfig parse_model_config(const std::string& yaml_text, const std::string& name);

@@ -118,7 +118,8 @@ Trainer::Trainer(TrainOptions opts, const std::string& resume_from) : opts_(std:
     hyp_ = parse_hyp(meta.hyp_yaml, resume_from_);
     log_info("Resuming training from {} (epoch {} done)", resume_from_, meta.epoch + 1);
   } else {
-    hyp_ = opts_.hyp.empty() ? Hyp{} : load_hyp(opts_.hyp);
+    // --hyp: a path, or a bundled file by name (hyp.scratch-low.yaml, ...).
+    hyp_ = opts_.hyp.empty() ? Hyp{} : load_hyp(resolve_model_path(opts_.hyp));
   }
   if (opts_.epochs < 1) throw std::runtime_error("--epochs must be >= 1");
   if (opts_.batch_size < 1) throw std::runtime_error("--batch-size must be >= 1");
@@ -129,6 +130,9 @@ Trainer::Trainer(TrainOptions opts, const std::string& resume_from) : opts_(std:
   if (device_.is_cuda()) {
     torch::cuda::manual_seed_all(opts_.seed);
     cuda_setup_fast_kernels();
+    // The CPU side only assigns targets and runs NMS bookkeeping: one
+    // intra-op thread, so OpenMP workers do not spin against the loaders.
+    torch::set_num_threads(1);
   }
 
   // Model (nc from the dataset, as YOLOv5 overrides the model YAML's).
