@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Two-minute CPU smoke run: a small shapes set, yolov5n at 128 px, 3 epochs,
+# Short CPU smoke run (seconds): a small shapes set, yolov5n at 128 px, 3 epochs,
 # then yolov5-val on the best checkpoint. Run from the repository root after
 # `meson setup build && ninja -C build`. BUILD=dir selects another build dir.
 set -euo pipefail

@@ -116,7 +116,9 @@ Trainer::Trainer(TrainOptions opts, const std::string& resume_from) : opts_(std:
     opts_ = options_from_yaml(meta.opt_yaml);
     if (!device.empty()) opts_.device = device;
     hyp_ = parse_hyp(meta.hyp_yaml, resume_from_);
-    log_info("Resuming training from {} (epoch {} done)", resume_from_, meta.epoch + 1);
+    if (meta.epoch + 1 >= opts_.epochs)
+      throw std::runtime_error(fmt::format("{} already trained {} epochs; nothing to resume", resume_from_, opts_.epochs));
+    log_info("Resuming training from {} ({} of {} epochs done)", resume_from_, meta.epoch + 1, opts_.epochs);
   } else {
     // --hyp: a path, or a bundled file by name (hyp.scratch-low.yaml, ...).
     hyp_ = opts_.hyp.empty() ? Hyp{} : load_hyp(resolve_model_path(opts_.hyp));
@@ -173,8 +175,6 @@ Trainer::Trainer(TrainOptions opts, const std::string& resume_from) : opts_(std:
     load_training_state(resume_from_, optimizer_.get(), scaler_.get());
     start_epoch_ = static_cast<int>(meta.epoch + 1);
     best_fitness_ = meta.best_fitness;
-    if (start_epoch_ >= opts_.epochs)
-      throw std::runtime_error(fmt::format("{} already trained {} epochs; nothing to resume", resume_from_, opts_.epochs));
   }
   ema_ = std::make_unique<ModelEMA>(model_);
   if (!resume_from_.empty()) {
