@@ -64,7 +64,10 @@ for l in torch torch_cpu c10; do [ -f "$TORCH_LIB/lib$l.so" ] || fail "$TORCH_LI
 TORCH_LINK=(-L"$TORCH_LIB" -Wl,-rpath,"$TORCH_LIB")
 CUDA_FLAGS=()
 if [ -f "$TORCH_LIB/libtorch_cuda.so" ] && [ -f "$TORCH_LIB/libc10_cuda.so" ]; then
-  TORCH_LINK+=(-Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed)
+  # --no-as-needed: loading torch_cuda registers the CUDA kernels. The CUDA
+  # libraries it needs are found at run time through its own RUNPATH (the
+  # nvidia wheels), so the link does not insist on resolving them now.
+  TORCH_LINK+=(-Wl,--allow-shlib-undefined -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed)
   CUDA_FLAGS+=(-DYOLO_TORCH_CUDA=1)
   for d in "${CUDA_HOME:-/usr/local/cuda}/include" /usr/local/cuda/include; do
     if [ -f "$d/cuda_runtime_api.h" ]; then CUDA_FLAGS+=(-isystem "$d" -DYOLO_CUDA_STATS=1); break; fi

@@ -3,6 +3,7 @@
 #include <ATen/Context.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -21,7 +22,7 @@ torch::Device select_device(const std::string& spec) {
     index = 0;
   } else if (s.rfind("cuda:", 0) == 0) {
     index = std::stoi(s.substr(5));
-  } else if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) {
+  } else if (!s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; })) {
     index = std::stoi(s);
   } else {
     throw std::runtime_error("invalid --device '" + spec + "' (cpu, cuda, cuda:N or N)");
