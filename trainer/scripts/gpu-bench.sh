@@ -17,7 +17,8 @@
 #
 # Knobs (environment): EPOCHS (3), BATCH (32), IMG (640), NTRAIN (2000),
 # NVAL (200), WORKERS (cores - 1), DEVICE (cuda; "cpu" to dry-run the script
-# on a machine without a GPU), JOBS (build parallelism), TIME_LIMIT (420 s).
+# on a machine without a GPU), JOBS (build parallelism), TIME_LIMIT (240 s for
+# the training run; the optional second run gets half).
 set -euo pipefail
 
 ROOT=$(pwd)
@@ -38,7 +39,7 @@ NVAL=${NVAL:-200}
 CORES=$(nproc)
 WORKERS=${WORKERS:-$(( CORES > 2 ? CORES - 1 : 1 ))}
 JOBS=${JOBS:-$CORES}
-TIME_LIMIT=${TIME_LIMIT:-420}
+TIME_LIMIT=${TIME_LIMIT:-240}
 B=$ROOT/build-gpu
 mkdir -p "$B/obj"
 
@@ -171,7 +172,7 @@ peak=$(grep -E "^epoch 1: " "$OUT/train.log" | sed -n 's/.*peak \([0-9.]*\) GB r
 if [ "$DEVICE" = cuda ] && [ -n "$peak" ] && awk -v p="$peak" -v l="$MEM_LIMIT_GB" 'BEGIN { exit !(p > l) }'; then
   step "peak reserved $peak GB > $MEM_LIMIT_GB GB: second run with cudnn autotuning off (2 epochs)"
   set +e
-  YOLO_CUDNN_BENCHMARK=0 timeout "$TIME_LIMIT" "$B/yolov5-train" --cfg yolov5s.yaml --data "$DATA/shapes.yaml" \
+  YOLO_CUDNN_BENCHMARK=0 timeout $(( TIME_LIMIT / 2 )) "$B/yolov5-train" --cfg yolov5s.yaml --data "$DATA/shapes.yaml" \
     --img "$IMG" --batch-size "$BATCH" --epochs 2 --device "$DEVICE" --workers "$WORKERS" --noval \
     --project "$B/runs" --name bench-nobenchmark --exist-ok --seed 0 > "$OUT/train-nobenchmark.log" 2>&1
   set -e
