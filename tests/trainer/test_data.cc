@@ -163,3 +163,35 @@ TEST(Loader, DeterministicForASeedWhateverTheWorkers) {
   EXPECT_FALSE(torch::equal(a.images, b.images));
   fs::remove_all(root);
 }
+
+TEST(ShapesDataset, SameOutputWhateverTheThreadCount) {
+  const char* tool = std::getenv("MAKE_SHAPES_DATASET");
+  if (!tool) GTEST_SKIP() << "MAKE_SHAPES_DATASET not set";
+  const fs::path a = fs::temp_directory_path() / ("yolo-shapes-a-" + std::to_string(::getpid()));
+  const fs::path b = fs::temp_directory_path() / ("yolo-shapes-b-" + std::to_string(::getpid()));
+  for (const auto& [dir, threads] : {std::pair{a, 1}, std::pair{b, 3}}) {
+    const std::string cmd = std::string(tool) + " --out " + dir.string() +
+                            " --train 6 --val 2 --img 96 --seed 11 --threads " + std::to_string(threads) + " 2>/dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  auto slurp = [](const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  int files = 0;
+  for (const char* sub : {"images/train", "labels/train", "images/val", "labels/val"}) {
+    for (const auto& e : fs::directory_iterator(a / sub)) {
+      EXPECT_EQ(slurp(e.path()), slurp(b / sub / e.path().filename())) << e.path();
+      ++files;
+    }
+  }
+  EXPECT_EQ(files, 16);
+  // The dataset YAML loads and lists the three classes.
+  auto cfg = load_dataset_config((a / "shapes.yaml").string());
+  EXPECT_EQ(cfg.names, (std::vector<std::string>{"circle", "rectangle", "triangle"}));
+  Dataset ds(cfg.train, cfg.nc(), 96, 2, "shapes");
+  EXPECT_EQ(ds.size(), 6u);
+  EXPECT_GT(ds.instances(), 0u);
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
