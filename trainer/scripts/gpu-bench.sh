@@ -98,7 +98,8 @@ step "building the trainer with g++ -O2 (-j$JOBS)"
 CXX=${CXX:-g++}
 SRCS=$(sed -n "/^trainer_sources = files(/,/^)/p" trainer/meson.build | grep -o "'[^']*\.cc'" | tr -d "'")
 [ -n "$SRCS" ] || fail "could not read trainer_sources from trainer/meson.build"
-CXXFLAGS=(-std=c++20 -O2 -DNDEBUG -fPIC -D_GLIBCXX_USE_CXX11_ABI="$TORCH_ABI" -Itrainer
+# LibTorch ships its own (newer) fmt headers: use fmt header-only so headers and code always match.
+CXXFLAGS=(-std=c++20 -O2 -DNDEBUG -fPIC -DFMT_HEADER_ONLY=1 -D_GLIBCXX_USE_CXX11_ABI="$TORCH_ABI" -Itrainer
           -DYOLO_MODELS_DIR="\"$ROOT/trainer/models\"")
 for d in "${TORCH_INC[@]}"; do CXXFLAGS+=(-isystem "$d"); done
 CXXFLAGS+=("${DEP_INC[@]}")
