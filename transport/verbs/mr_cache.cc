@@ -57,20 +57,15 @@ std::shared_ptr<Registration> MrCache::acquire(const void* p, size_t n, MemoryKi
     }
   }
   ++stats_.misses;
-  // Page-aligned, and grown to absorb every overlapping entry so entries never overlap.
-  uintptr_t start = addr & ~(page_size() - 1);
-  uintptr_t end = (addr + want + page_size() - 1) & ~(page_size() - 1);
+  // Page-aligned. Entries never overlap: any that overlaps the new range goes (an overlapping
+  // entry is usually stale, and growing over it could take in memory that is no longer mapped).
+  const uintptr_t start = addr & ~(page_size() - 1);
+  const uintptr_t end = (addr + want + page_size() - 1) & ~(page_size() - 1);
   for (auto o = entries_.begin(); o != entries_.end() && o->second.reg->start() < end;) {
-    const auto& r = o->second.reg;
-    if (r->end() <= start) {
+    if (o->second.reg->end() > start)
+      o = entries_.erase(o);
+    else
       ++o;
-      continue;
-    }
-    if (r->kind() == kind) {  // absorbed into the new, larger registration
-      start = std::min(start, r->start());
-      end = std::max(end, r->end());
-    }
-    o = entries_.erase(o);
   }
   auto reg = register_(start, end - start, kind);
   reg->identity = identity_ ? identity_(addr, kind) : 0;

@@ -1,8 +1,7 @@
 // Memory registration cache: user buffers are registered once and found again by address range,
 // not registered per message (ibv_reg_mr pins pages and costs tens of microseconds to
-// milliseconds). Entries never overlap: a request that straddles cached ranges registers their
-// union. A registration stays alive while a message in flight uses it, even after the cache
-// drops it.
+// milliseconds). Entries never overlap: a request that straddles cached ranges replaces them.
+// A registration stays alive while a message in flight uses it, even after the cache drops it.
 //
 // A cached registration is only right while the memory behind the addresses stays the same. For
 // CUDA memory every hit checks the allocation's buffer ID, so a freed and reallocated range is

@@ -1,0 +1,111 @@
+// Point-to-point benchmark between ranks 0 and 1 over whatever transport the environment picks:
+//   ringlink-run -n 2 -- build/tests/verbs/p2p-bench [--iters N] [--max-bytes B]
+// Latency: ping-pong, half the round trip, median over iterations. Bandwidth: a window of
+// messages one way then a 1-byte acknowledgement, median over repetitions. Every received byte
+// is checked; "wrong" counts the bytes that differ. Prints figures; never fails on time.
+#include <ringlink/ringlink.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+uint8_t expected(size_t i, uint64_t round) { return static_cast<uint8_t>((i * 131 + round * 7 + 1) & 0xff); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int iters = 200;
+  size_t max_bytes = size_t{64} << 20;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--iters")) iters = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--max-bytes")) max_bytes = std::strtoull(argv[i + 1], nullptr, 10);
+  }
+  ringlink::Communicator c;
+  const int me = c.rank();
+  if (c.size() < 2) {
+    std::fprintf(stderr, "p2p-bench needs two ranks\n");
+    return 2;
+  }
+  if (me > 1) return 0;  // extra ranks idle
+  const int peer = 1 - me;
+  std::vector<size_t> sizes;
+  for (size_t s = 8; s <= max_bytes; s *= 8) sizes.push_back(s);
+  if (sizes.back() != max_bytes) sizes.push_back(max_bytes);
+
+  std::vector<uint8_t> buf(max_bytes), ack(1);
+  // Both ranks start each timed round together.
+  auto sync = [&] {
+    uint8_t out = 1, in = 0;
+    auto r = c.irecv(&in, 1, peer, 6);
+    c.send(&out, 1, peer, 6);
+    r.wait();
+  };
+  uint64_t wrong = 0;
+  if (me == 0)
+    std::printf("# p2p over %s\n# %10s %14s %14s %10s\n", c.transport_name().c_str(), "bytes", "latency_us",
+                "bandwidth_GB/s", "wrong");
+  for (size_t bytes : sizes) {
+    // Latency: ping-pong.
+    const int lat_iters = bytes <= (1u << 20) ? iters : std::max(5, iters / 20);
+    std::vector<double> lat;
+    for (int it = -5; it < lat_iters; ++it) {
+      auto t0 = Clock::now();
+      if (me == 0) {
+        c.send(buf.data(), bytes, peer, 1);
+        c.recv(buf.data(), bytes, peer, 2);
+      } else {
+        c.recv(buf.data(), bytes, peer, 1);
+        c.send(buf.data(), bytes, peer, 2);
+      }
+      if (it >= 0) lat.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / 2);
+    }
+    // Bandwidth: a window of messages, one way, with the data checked.
+    const int window = bytes >= (16u << 20) ? 2 : 8;
+    const int reps = bytes >= (16u << 20) ? 5 : 20;
+    std::vector<std::vector<uint8_t>> slots(static_cast<size_t>(window), std::vector<uint8_t>(bytes));
+    std::vector<double> bw;
+    for (int rep = -1; rep < reps; ++rep) {
+      const uint64_t round = static_cast<uint64_t>(rep + 1);
+      if (me == 0)
+        for (auto& s : slots)
+          for (size_t i = 0; i < bytes; ++i) s[i] = expected(i, round);
+      sync();
+      auto t0 = Clock::now();
+      std::vector<ringlink::Work> works;
+      for (auto& s : slots) works.push_back(me == 0 ? c.isend(s.data(), bytes, peer, 3) : c.irecv(s.data(), bytes, peer, 3));
+      for (auto& w : works) w.wait();
+      if (me == 0)
+        c.recv(ack.data(), 1, peer, 4);
+      else
+        c.send(ack.data(), 1, peer, 4);
+      double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (rep >= 0) bw.push_back(static_cast<double>(bytes) * window / secs / 1e9);
+      if (me == 1)
+        for (auto& s : slots)
+          for (size_t i = 0; i < bytes; ++i) wrong += s[i] != expected(i, round);
+    }
+    uint64_t wrong_here = me == 1 ? wrong : 0;
+    if (me == 1) c.send(&wrong_here, sizeof wrong_here, 0, 5);
+    if (me == 0) {
+      c.recv(&wrong_here, sizeof wrong_here, 1, 5);
+      std::printf("  %10zu %14.2f %14.3f %10llu\n", bytes, median(lat), median(bw),
+                  static_cast<unsigned long long>(wrong_here));
+      std::fflush(stdout);
+    }
+    wrong = 0;
+  }
+  return 0;
+}
