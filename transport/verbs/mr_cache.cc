@@ -57,17 +57,34 @@ std::shared_ptr<Registration> MrCache::acquire(const void* p, size_t n, MemoryKi
     }
   }
   ++stats_.misses;
-  // Page-aligned. Entries never overlap: any that overlaps the new range goes (an overlapping
-  // entry is usually stale, and growing over it could take in memory that is no longer mapped).
+  // Page-aligned, and grown over overlapping entries so neighbouring buffers that share a page
+  // do not evict each other. An overlapping entry may be stale (its memory unmapped since): if
+  // the grown range cannot be registered, the request's own range is.
   const uintptr_t start = addr & ~(page_size() - 1);
   const uintptr_t end = (addr + want + page_size() - 1) & ~(page_size() - 1);
-  for (auto o = entries_.begin(); o != entries_.end() && o->second.reg->start() < end;) {
-    if (o->second.reg->end() > start)
+  uintptr_t grown_start = start, grown_end = end;
+  for (auto o = entries_.begin(); o != entries_.end() && o->second.reg->start() < grown_end; ++o) {
+    const auto& r = o->second.reg;
+    if (r->end() > grown_start && r->kind() == kind) {
+      grown_start = std::min(grown_start, r->start());
+      grown_end = std::max(grown_end, r->end());
+    }
+  }
+  std::shared_ptr<Registration> reg;
+  if (grown_start != start || grown_end != end) {
+    try {
+      reg = register_(grown_start, grown_end - grown_start, kind);
+    } catch (const std::exception&) {
+      reg = nullptr;
+    }
+  }
+  if (!reg) reg = register_(start, end - start, kind);
+  for (auto o = entries_.begin(); o != entries_.end() && o->second.reg->start() < reg->end();) {
+    if (o->second.reg->end() > reg->start())
       o = entries_.erase(o);
     else
       ++o;
   }
-  auto reg = register_(start, end - start, kind);
   reg->identity = identity_ ? identity_(addr, kind) : 0;
   entries_[reg->start()] = Entry{reg, clock_};
   evict_locked();

@@ -1,6 +1,7 @@
 // Memory registration cache: user buffers are registered once and found again by address range,
 // not registered per message (ibv_reg_mr pins pages and costs tens of microseconds to
-// milliseconds). Entries never overlap: a request that straddles cached ranges replaces them.
+// milliseconds). Entries never overlap: a request that straddles cached ranges registers their
+// union (or, when that fails because one was stale, its own range) and replaces them.
 // A registration stays alive while a message in flight uses it, even after the cache drops it.
 //
 // A cached registration is only right while the memory behind the addresses stays the same. For
