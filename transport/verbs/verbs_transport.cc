@@ -39,13 +39,21 @@ constexpr uint32_t kInlineWanted = 128;
 constexpr uint64_t kMaxWriteBytes = uint64_t{1} << 30;  // one work request moves at most this
 constexpr int kAccess = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
 constexpr uint32_t kEndpointMagic = 0x31425652;  // "RVB1"
-constexpr uint16_t kEndpointVersion = 1;
+constexpr uint16_t kEndpointVersion = 2;
 constexpr size_t kMrCacheBytes = size_t{64} << 30;
 constexpr uint8_t kMinRnrTimer = 12;  // 0.64 ms; receives are pre-posted, so RNR never happens by design
 
 // ---- work request ids -----------------------------------------------------------------------
 // [63:60] kind  [59:36] link id  [35:32] QP index  [31:0] serial (send #, CTS sequence, ...)
-enum class WrKind : uint64_t { Recv = 1, Cts = 2, Data = 3, SizeWrite = 4, Flush = 5, InlineData = 6 };
+enum class WrKind : uint64_t {
+  Recv = 1, Cts = 2, Data = 3, SizeWrite = 4, Flush = 5, InlineData = 6, Void = 7,
+  Drain = 11,
+  // On the link's control QP:
+  EagerRecv = 8, EagerSend = 9, Credit = 10, DrainControl = 12,
+};
+bool on_control_qp(WrKind k) {
+  return k == WrKind::EagerRecv || k == WrKind::EagerSend || k == WrKind::Credit || k == WrKind::DrainControl;
+}
 
 uint64_t make_wr_id(WrKind k, uint32_t link, uint32_t qp, uint32_t serial) {
   return (static_cast<uint64_t>(k) << 60) | (static_cast<uint64_t>(link & 0xffffff) << 36) |
@@ -100,6 +108,7 @@ struct Op {
   std::optional<Failure> failed;
   size_t result_bytes = 0;
 
+  uint64_t msn = 0;  // its number among the messages of its tag and direction
   // send
   wire::CtsEntry cts{};
   uint32_t stripes_left = 0;
@@ -107,6 +116,7 @@ struct Op {
   uint32_t slot = UINT32_MAX;
   uint64_t seq = 0;
   uint32_t stripes_got = 0;
+  bool eager_done = false;  // completed by an eager message while its CTS was out: the slot awaits a void
 };
 
 const char* op_name(const Op& op) { return op.is_send ? "send" : "recv"; }
@@ -123,6 +133,7 @@ class Link : public std::enable_shared_from_this<Link> {
   std::vector<std::byte> local_info() const;
   void connect(std::span<const std::byte> remote);
   void close();
+  void drain();
 
   std::unique_ptr<Request> isend(const void* buf, size_t bytes, MemoryRegion* mr, Tag tag);
   std::unique_ptr<Request> irecv(void* buf, size_t bytes, MemoryRegion* mr, Tag tag);
@@ -162,8 +173,18 @@ class Link : public std::enable_shared_from_this<Link> {
 
   bool post_cts(const std::shared_ptr<Op>& op);
   bool post_data(const std::shared_ptr<Op>& op);
+  bool post_eager(const std::shared_ptr<Op>& op);
+  bool post_void(uint32_t slot);
+  void return_credits(bool force);
+  uint32_t eager_credits();
+  void resolve(Tag tag);
+  void on_eager(uint32_t index, uint32_t bytes);
+  void deliver_eager(const std::shared_ptr<Op>& op, const std::byte* data, uint64_t size);
+  ibv_qp* make_qp(uint32_t max_recv);
+  void connect_qp(ibv_qp* qp, uint32_t remote_qpn, const struct EndpointHeader& h, ibv_mtu mtu, bool global);
   bool post_pieces(std::vector<Piece>& pieces, uint32_t serial);
   void post_receives(uint32_t qp, uint32_t n);
+  void post_eager_receive(uint32_t index);
   void retire(Qp& q);
   void drain_backlogs();
   void match(const std::shared_ptr<Op>& op, const wire::CtsEntry& cts);
@@ -172,7 +193,7 @@ class Link : public std::enable_shared_from_this<Link> {
   void settle(const Op& op);
   std::string describe(const WrId& id) const;
   std::shared_ptr<Registration> registration(std::byte* buf, size_t bytes, MemoryRegion* mr, MemoryKind& kind,
-                                             const char* what);
+                                             const char* what, bool defer_host = false);
   void stage(Op& op, void* user_buf, const char* what);
   [[noreturn]] void throw_failure(const Failure& f, const Op& op) const;
 
@@ -185,7 +206,8 @@ class Link : public std::enable_shared_from_this<Link> {
   bool connected_ = false;
   bool closed_ = false;
   std::vector<Qp> qps_;
-  std::vector<uint32_t> qpns_;
+  Qp control_;  // the control QP: eager messages and credit returns
+  std::vector<uint32_t> qpns_;  // data QPs, then the control QP
   uint32_t max_inline_ = 0;
   uint32_t depth_ = wire::kFifoDepth;
 
@@ -196,8 +218,21 @@ class Link : public std::enable_shared_from_this<Link> {
   wire::CtsEntry* cts_out_ = nullptr;
   uint64_t* sizes_in_ = nullptr;
   uint64_t* sizes_out_ = nullptr;
-  uint64_t remote_fifo_ = 0, remote_sizes_ = 0;
+  std::byte* eager_in_ = nullptr;   // kEagerSlots posted receive buffers on the control QP
+  std::byte* eager_out_ = nullptr;  // sources of our eager SENDs
+  uint64_t* credits_in_ = nullptr;  // the peer's count of our eager messages it has freed
+  uint64_t* credits_out_ = nullptr;
+  uint64_t remote_fifo_ = 0, remote_sizes_ = 0, remote_credits_ = 0;
   uint32_t remote_fifo_rkey_ = 0, remote_sizes_rkey_ = 0;
+
+  // Eager messages and per-tag numbering.
+  std::unordered_map<Tag, uint64_t> send_msn_, recv_msn_;
+  uint64_t eager_sent_ = 0, remote_released_ = 0;      // as sender
+  uint64_t eager_released_ = 0, credits_returned_ = 0;  // as receiver
+  bool credit_starved_ = false;  // a small send waits for credits
+  std::unordered_map<Tag, std::map<uint64_t, std::shared_ptr<Op>>> posted_recvs_;      // by msn, not yet matched
+  std::unordered_map<Tag, std::map<uint64_t, std::vector<std::byte>>> unexpected_;   // eager, not yet received
+  std::deque<uint32_t> void_backlog_;
 
   // Receiver side.
   wire::CtsSlots slots_;
@@ -238,7 +273,10 @@ class VerbsRequest final : public Request {
 class VerbsConnection final : public Connection {
  public:
   VerbsConnection(int peer, std::shared_ptr<Link> link) : Connection(peer), link_(std::move(link)) {}
-  ~VerbsConnection() override { link_->close(); }
+  ~VerbsConnection() override {
+    link_->drain();
+    link_->close();
+  }
   std::unique_ptr<Request> isend(const void* buf, size_t bytes, MemoryRegion* mr, Tag tag) override {
     return link_->isend(buf, bytes, mr, tag);
   }
@@ -372,20 +410,26 @@ struct EndpointHeader {
   uint64_t fifo_addr;
   uint64_t sizes_addr;
   uint32_t sizes_rkey;
-  uint32_t reserved;
+  uint32_t eager_slots;
+  uint64_t credits_addr;
 };
-static_assert(sizeof(EndpointHeader) == 64);
+static_assert(sizeof(EndpointHeader) == 72);
 
 Link::Link(VerbsTransport& t, int peer, uint32_t id)
     : t_(t), dev_(t.device()), api_(t.api()), rank_(t.rank()), peer_(peer), id_(id), slots_(wire::kFifoDepth) {
   const size_t d = depth_;
-  ctrl_ = HostBuffer(d * (2 * sizeof(wire::CtsEntry) + 2 * sizeof(uint64_t)));
+  const size_t eager = wire::kEagerSlots * wire::kEagerSlotBytes;
+  ctrl_ = HostBuffer(d * (2 * sizeof(wire::CtsEntry) + 2 * sizeof(uint64_t)) + 2 * eager + 64);
   std::memset(ctrl_.data(), 0, ctrl_.size());
   auto* base = ctrl_.as<std::byte>();
   fifo_in_ = reinterpret_cast<wire::CtsEntry*>(base);
   cts_out_ = fifo_in_ + d;
   sizes_in_ = reinterpret_cast<uint64_t*>(cts_out_ + d);
   sizes_out_ = sizes_in_ + d;
+  eager_in_ = reinterpret_cast<std::byte*>(sizes_out_ + d);
+  eager_out_ = eager_in_ + eager;
+  credits_in_ = reinterpret_cast<uint64_t*>(eager_out_ + eager);
+  credits_out_ = credits_in_ + 1;
   ctrl_mr_ = api_.reg_mr(dev_->pd, ctrl_.data(), ctrl_.size(), kAccess);
   if (!ctrl_mr_)
     throw TransportError(t_.rank(), peer, "connect",
@@ -395,40 +439,46 @@ Link::Link(VerbsTransport& t, int peer, uint32_t id)
 
   const int nqps = t_.options().ib_qps;
   for (int i = 0; i < nqps; ++i) {
-    ibv_qp_init_attr a{};
-    a.send_cq = dev_->cq;
-    a.recv_cq = dev_->cq;
-    a.qp_type = IBV_QPT_RC;
-    a.cap.max_send_wr = kSqDepth;
-    a.cap.max_recv_wr = depth_;
-    a.cap.max_send_sge = 1;
-    a.cap.max_recv_sge = 1;
-    ibv_qp* qp = nullptr;
-    // Ask for room for inline data; some devices offer less (or none).
-    for (uint32_t want : {kInlineWanted, 64u, 0u}) {
-      a.cap.max_inline_data = want;
-      qp = api_.create_qp(dev_->pd, &a);
-      if (qp) break;
-    }
-    if (!qp)
-      throw TransportError(t_.rank(), peer, "connect", fmt::format("ibv_create_qp failed: {}", std::strerror(errno)));
-    max_inline_ = i == 0 ? a.cap.max_inline_data : std::min(max_inline_, a.cap.max_inline_data);
-    ibv_qp_attr attr{};
-    attr.qp_state = IBV_QPS_INIT;
-    attr.pkey_index = 0;
-    attr.port_num = t_.port_num();
-    attr.qp_access_flags = kAccess;
-    if (int rc = api_.modify_qp(qp, &attr, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS)) {
-      api_.destroy_qp(qp);
-      throw TransportError(t_.rank(), peer, "connect",
-                           fmt::format("moving QP {:#x} to INIT failed: {}", qp->qp_num, std::strerror(rc)));
-    }
     Qp q;
-    q.qp = qp;
+    q.qp = make_qp(depth_);
     qps_.push_back(q);
-    qpns_.push_back(qp->qp_num);
-    t_.register_qp(qp->qp_num, this);
   }
+  control_.qp = make_qp(wire::kEagerSlots);
+  for (auto& q : qps_) qpns_.push_back(q.qp->qp_num);
+  qpns_.push_back(control_.qp->qp_num);
+  for (uint32_t qpn : qpns_) t_.register_qp(qpn, this);
+}
+
+// An RC QP in INIT, on the transport's CQ.
+ibv_qp* Link::make_qp(uint32_t max_recv) {
+  ibv_qp_init_attr a{};
+  a.send_cq = dev_->cq;
+  a.recv_cq = dev_->cq;
+  a.qp_type = IBV_QPT_RC;
+  a.cap.max_send_wr = kSqDepth;
+  a.cap.max_recv_wr = max_recv;
+  a.cap.max_send_sge = 1;
+  a.cap.max_recv_sge = 1;
+  ibv_qp* qp = nullptr;
+  // Ask for room for inline data; some devices offer less (or none).
+  for (uint32_t want : {kInlineWanted, 64u, 0u}) {
+    a.cap.max_inline_data = want;
+    qp = api_.create_qp(dev_->pd, &a);
+    if (qp) break;
+  }
+  if (!qp) throw TransportError(t_.rank(), peer_, "connect", fmt::format("ibv_create_qp failed: {}", std::strerror(errno)));
+  max_inline_ = qps_.empty() && !control_.qp ? a.cap.max_inline_data : std::min(max_inline_, a.cap.max_inline_data);
+  ibv_qp_attr attr{};
+  attr.qp_state = IBV_QPS_INIT;
+  attr.pkey_index = 0;
+  attr.port_num = t_.port_num();
+  attr.qp_access_flags = kAccess;
+  if (int rc = api_.modify_qp(qp, &attr, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS)) {
+    uint32_t qpn = qp->qp_num;
+    api_.destroy_qp(qp);
+    throw TransportError(t_.rank(), peer_, "connect", fmt::format("moving QP {:#x} to INIT failed: {}", qpn, std::strerror(rc)));
+  }
+  return qp;
 }
 
 std::vector<std::byte> Link::local_info() const {
@@ -446,6 +496,8 @@ std::vector<std::byte> Link::local_info() const {
   h.fifo_rkey = ctrl_mr_->rkey;
   h.sizes_addr = reinterpret_cast<uint64_t>(sizes_in_);
   h.sizes_rkey = ctrl_mr_->rkey;
+  h.eager_slots = wire::kEagerSlots;
+  h.credits_addr = reinterpret_cast<uint64_t>(credits_in_);
   std::vector<std::byte> out(sizeof h + qpns_.size() * sizeof(uint32_t));
   std::memcpy(out.data(), &h, sizeof h);
   std::memcpy(out.data() + sizeof h, qpns_.data(), qpns_.size() * sizeof(uint32_t));
@@ -469,68 +521,105 @@ void Link::connect(std::span<const std::byte> remote) {
   if (h.nqps != qps_.size())
     throw MismatchError(rank, peer_, "connect",
                         fmt::format("RINGLINK_IB_QPS differs: {} here, {} on rank {}", qps_.size(), h.nqps, peer_));
-  if (h.fifo_depth != depth_ || remote.size() != sizeof h + h.nqps * sizeof(uint32_t))
+  if (h.fifo_depth != depth_ || h.eager_slots != wire::kEagerSlots ||
+      remote.size() != sizeof h + (h.nqps + 1u) * sizeof(uint32_t))
     throw MismatchError(rank, peer_, "connect", fmt::format("rank {} runs an incompatible verbs transport", peer_));
   if (static_cast<bool>(h.ethernet) != t_.ethernet())
     throw MismatchError(rank, peer_, "connect",
                         fmt::format("link layers differ: {} here, {} on rank {}", t_.ethernet() ? "Ethernet" : "InfiniBand",
                                     h.ethernet ? "Ethernet" : "InfiniBand", peer_));
-  std::vector<uint32_t> remote_qpns(h.nqps);
-  std::memcpy(remote_qpns.data(), remote.data() + sizeof h, h.nqps * sizeof(uint32_t));
+  std::vector<uint32_t> remote_qpns(h.nqps + 1u);
+  std::memcpy(remote_qpns.data(), remote.data() + sizeof h, remote_qpns.size() * sizeof(uint32_t));
   remote_fifo_ = h.fifo_addr;
   remote_fifo_rkey_ = h.fifo_rkey;
   remote_sizes_ = h.sizes_addr;
   remote_sizes_rkey_ = h.sizes_rkey;
+  remote_credits_ = h.credits_addr;
   // Path MTU: the smaller of both ports'.
   auto mtu = static_cast<ibv_mtu>(std::min<int>(t_.port_attr().active_mtu, h.mtu));
   const bool global = t_.ethernet() || t_.gid_index() >= 0;
   for (size_t i = 0; i < qps_.size(); ++i) {
-    ibv_qp* qp = qps_[i].qp;
-    ibv_qp_attr a{};
-    a.qp_state = IBV_QPS_RTR;
-    a.path_mtu = mtu;
-    a.dest_qp_num = remote_qpns[i];
-    a.rq_psn = 0;
-    a.max_dest_rd_atomic = 1;
-    a.min_rnr_timer = kMinRnrTimer;
-    a.ah_attr.dlid = h.lid;
-    a.ah_attr.sl = 0;
-    a.ah_attr.src_path_bits = 0;
-    a.ah_attr.port_num = t_.port_num();
-    if (global) {
-      // RoCE (or IB across subnets): addressed by GID through a global route header.
-      a.ah_attr.is_global = 1;
-      std::memcpy(a.ah_attr.grh.dgid.raw, h.gid, 16);
-      a.ah_attr.grh.sgid_index = static_cast<uint8_t>(std::max(0, t_.gid_index()));
-      a.ah_attr.grh.hop_limit = 255;
-      a.ah_attr.grh.traffic_class = 0;
-    }
-    int rc = api_.modify_qp(qp, &a,
-                            IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
-                                IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER);
-    if (rc)
-      throw TransportError(rank, peer_, "connect",
-                           fmt::format("moving QP {:#x} to RTR (remote QP {:#x}, LID {:#x}, MTU {}) failed: {}",
-                                       qp->qp_num, remote_qpns[i], h.lid, mtu_bytes(mtu), std::strerror(rc)));
-    a = {};
-    a.qp_state = IBV_QPS_RTS;
-    a.timeout = static_cast<uint8_t>(t_.options().ib_timeout);
-    a.retry_cnt = static_cast<uint8_t>(t_.options().ib_retry_cnt);
-    a.rnr_retry = 7;
-    a.sq_psn = 0;
-    a.max_rd_atomic = 1;
-    rc = api_.modify_qp(qp, &a,
-                        IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
-                            IBV_QP_MAX_QP_RD_ATOMIC);
-    if (rc)
-      throw TransportError(rank, peer_, "connect",
-                           fmt::format("moving QP {:#x} to RTS failed: {}", qp->qp_num, std::strerror(rc)));
+    connect_qp(qps_[i].qp, remote_qpns[i], h, mtu, global);
     // Every WRITE WITH IMM consumes one receive; at most `depth_` can be outstanding per QP.
     post_receives(static_cast<uint32_t>(i), depth_);
   }
+  connect_qp(control_.qp, remote_qpns.back(), h, mtu, global);
+  for (uint32_t i = 0; i < wire::kEagerSlots; ++i) post_eager_receive(i);
   connected_ = true;
   log::trace("verbs: connected to rank {} over {} QP(s), path MTU {}, {}", peer_, qps_.size(), mtu_bytes(mtu),
              global ? "GID routed" : fmt::format("LID {:#x}", h.lid));
+}
+
+// RESET -> INIT happened at creation; INIT -> RTR -> RTS here.
+void Link::connect_qp(ibv_qp* qp, uint32_t remote_qpn, const EndpointHeader& h, ibv_mtu mtu, bool global) {
+  const int rank = t_.rank();
+  ibv_qp_attr a{};
+  a.qp_state = IBV_QPS_RTR;
+  a.path_mtu = mtu;
+  a.dest_qp_num = remote_qpn;
+  a.rq_psn = 0;
+  a.max_dest_rd_atomic = 1;
+  a.min_rnr_timer = kMinRnrTimer;
+  a.ah_attr.dlid = h.lid;
+  a.ah_attr.sl = 0;
+  a.ah_attr.src_path_bits = 0;
+  a.ah_attr.port_num = t_.port_num();
+  if (global) {
+    // RoCE (or IB across subnets): addressed by GID through a global route header.
+    a.ah_attr.is_global = 1;
+    std::memcpy(a.ah_attr.grh.dgid.raw, h.gid, 16);
+    a.ah_attr.grh.sgid_index = static_cast<uint8_t>(std::max(0, t_.gid_index()));
+    a.ah_attr.grh.hop_limit = 255;
+    a.ah_attr.grh.traffic_class = 0;
+  }
+  int rc = api_.modify_qp(qp, &a,
+                          IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
+                              IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER);
+  if (rc)
+    throw TransportError(rank, peer_, "connect",
+                         fmt::format("moving QP {:#x} to RTR (remote QP {:#x}, LID {:#x}, MTU {}) failed: {}", qp->qp_num,
+                                     remote_qpn, h.lid, mtu_bytes(mtu), std::strerror(rc)));
+  a = {};
+  a.qp_state = IBV_QPS_RTS;
+  a.timeout = static_cast<uint8_t>(t_.options().ib_timeout);
+  a.retry_cnt = static_cast<uint8_t>(t_.options().ib_retry_cnt);
+  a.rnr_retry = 7;
+  a.sq_psn = 0;
+  a.max_rd_atomic = 1;
+  rc = api_.modify_qp(qp, &a,
+                      IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
+                          IBV_QP_MAX_QP_RD_ATOMIC);
+  if (rc)
+    throw TransportError(rank, peer_, "connect", fmt::format("moving QP {:#x} to RTS failed: {}", qp->qp_num, std::strerror(rc)));
+}
+
+// Lets work already handed to the HCA finish before the QPs go: destroying a QP drops what it has
+// not sent yet (an eager message, complete for its sender since it was posted, say). Bounded by
+// the silence deadline.
+void Link::drain() {
+  if (!connected_ || closed_ || failure_) return;
+  auto busy = [](const Qp& q) { return q.qp && q.posted != q.retired; };
+  auto mark = [&](Qp& q, WrKind kind, uint32_t index) {
+    if (!busy(q) || q.room() < 1) return;
+    ibv_send_wr wr{};
+    wr.wr_id = make_wr_id(kind, id_, index, 0);
+    wr.num_sge = 0;  // a zero-length write touches no memory and checks no key
+    wr.opcode = IBV_WR_RDMA_WRITE;
+    wr.send_flags = IBV_SEND_SIGNALED;
+    ibv_send_wr* bad = nullptr;
+    if (api_.post_send(q.qp, &wr, &bad) == 0) {
+      ++q.posted;
+      q.signaled.push_back(q.posted);
+      q.last_signaled = q.posted;
+    }
+  };
+  for (uint32_t i = 0; i < qps_.size(); ++i) mark(qps_[i], WrKind::Drain, i);
+  mark(control_, WrKind::DrainControl, 0);
+  const Deadline deadline = Deadline::after(std::min<milliseconds>(t_.options().timeout, milliseconds(5000)));
+  auto any_busy = [&] {
+    return busy(control_) || std::any_of(qps_.begin(), qps_.end(), [&](const Qp& q) { return busy(q); });
+  };
+  while (any_busy() && !failure_ && !deadline.expired()) t_.progress();
 }
 
 void Link::close() {
@@ -540,6 +629,8 @@ void Link::close() {
     if (q.qp) api_.destroy_qp(q.qp);
     q.qp = nullptr;
   }
+  if (control_.qp) api_.destroy_qp(control_.qp);
+  control_.qp = nullptr;
   if (ctrl_mr_) api_.dereg_mr(ctrl_mr_);
   ctrl_mr_ = nullptr;
   t_.forget_link(this);
@@ -559,8 +650,22 @@ void Link::post_receives(uint32_t qp, uint32_t n) {
   }
 }
 
+void Link::post_eager_receive(uint32_t index) {
+  ibv_sge sge{reinterpret_cast<uint64_t>(eager_in_ + index * wire::kEagerSlotBytes),
+              static_cast<uint32_t>(wire::kEagerSlotBytes), ctrl_mr_->lkey};
+  ibv_recv_wr wr{};
+  wr.wr_id = make_wr_id(WrKind::EagerRecv, id_, 0, index);
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  ibv_recv_wr* bad = nullptr;
+  if (int rc = api_.post_recv(control_.qp, &wr, &bad))
+    fail({ErrorKind::Transport, fmt::format("ibv_post_recv on QP {:#x} failed: {}", control_.qp->qp_num, std::strerror(rc))});
+}
+
+// The registration for a message buffer, and its memory kind. `defer_host`: host memory that may
+// go eagerly is registered later, if at all.
 std::shared_ptr<Registration> Link::registration(std::byte* buf, size_t bytes, MemoryRegion* mr, MemoryKind& kind,
-                                                 const char* what) {
+                                                 const char* what, bool defer_host) {
   if (auto* region = dynamic_cast<VerbsRegion*>(mr)) {
     if (!region->contains(buf, bytes))
       throw InvalidArgumentError(t_.rank(), peer_, what,
@@ -573,6 +678,7 @@ std::shared_ptr<Registration> Link::registration(std::byte* buf, size_t bytes, M
     if (t_.gdr().cuda && is_device_pointer(*t_.gdr().cuda, buf)) kind = MemoryKind::Cuda;
   }
   if (kind == MemoryKind::Cuda && !t_.gdr().direct()) return nullptr;  // staged
+  if (kind == MemoryKind::Host && defer_host) return nullptr;
   return t_.cache().acquire(buf, bytes, kind);
 }
 
@@ -601,25 +707,185 @@ std::unique_ptr<Request> Link::isend(const void* buf, size_t bytes, MemoryRegion
   op->buf = static_cast<std::byte*>(const_cast<void*>(buf));
   op->bytes = bytes;
   if (bytes > 0 && !failure_) {
-    op->reg = registration(op->buf, bytes, mr, op->kind, "send");
+    op->reg = registration(op->buf, bytes, mr, op->kind, "send", bytes <= wire::kEagerBytes);
     if (op->kind == MemoryKind::Cuda && !op->reg) stage(*op, const_cast<void*>(buf), "send");
   }
+  op->msn = send_msn_[tag]++;
   send_order_[tag].push_back(op);
   auto req = std::make_unique<VerbsRequest>(shared_from_this(), op);
   if (failure_ || !connected_) return req;  // test() reports the failure
+  sends_by_tag_[tag].push_back(op);
+  ++unmatched_sends_;
   poll_fifo();
-  auto it = cts_by_tag_.find(tag);
-  if (it != cts_by_tag_.end()) {
-    wire::CtsEntry cts = it->second.front();
-    it->second.pop_front();
-    if (it->second.empty()) cts_by_tag_.erase(it);
-    match(op, cts);
-  } else {
-    sends_by_tag_[tag].push_back(op);
-    ++unmatched_sends_;
-    t_.add_hungry(this);
-  }
+  resolve(tag);
+  if (unmatched_sends_ > 0) t_.add_hungry(this);
   return req;
+}
+
+// Sends the tag's waiting messages, in order: into the buffer a clear-to-send advertises, or
+// eagerly when no clear-to-send has come for a small one. Entries for messages that went eagerly
+// are voided.
+void Link::resolve(Tag tag) {
+  auto sit = sends_by_tag_.find(tag);
+  auto cit = cts_by_tag_.find(tag);
+  const uint64_t next_msn = sit != sends_by_tag_.end() ? sit->second.front()->msn : send_msn_[tag];
+  if (cit != cts_by_tag_.end()) {
+    auto& entries = cit->second;
+    while (!entries.empty() && entries.front().msn < next_msn) {
+      void_backlog_.push_back(entries.front().slot);
+      entries.pop_front();
+    }
+    if (entries.empty()) {
+      cts_by_tag_.erase(cit);
+      cit = cts_by_tag_.end();
+    }
+  }
+  while (!void_backlog_.empty() && post_void(void_backlog_.front())) void_backlog_.pop_front();
+  if (sit == sends_by_tag_.end()) return;
+  auto& sends = sit->second;
+  while (!sends.empty()) {
+    auto op = sends.front();
+    if (cit != cts_by_tag_.end() && cit->second.front().msn == op->msn) {
+      match(op, cit->second.front());
+      cit->second.pop_front();
+      if (cit->second.empty()) {
+        cts_by_tag_.erase(cit);
+        cit = cts_by_tag_.end();
+      }
+    } else if (op->bytes <= wire::kEagerBytes && op->kind == MemoryKind::Host && !op->device_buf) {
+      if (!post_eager(op)) break;  // no credit (or no room) yet
+    } else {
+      break;  // waits for its clear-to-send
+    }
+    sends.pop_front();
+    --unmatched_sends_;
+  }
+  if (sends.empty()) sends_by_tag_.erase(sit);
+}
+
+uint32_t Link::eager_credits() {
+  remote_released_ = std::max(remote_released_, __atomic_load_n(credits_in_, __ATOMIC_ACQUIRE));
+  return wire::kEagerSlots - static_cast<uint32_t>(eager_sent_ - remote_released_);
+}
+
+bool Link::post_eager(const std::shared_ptr<Op>& op) {
+  if (eager_credits() == 0 || control_.room() < 1) {
+    credit_starved_ = true;
+    return false;
+  }
+  const uint32_t index = static_cast<uint32_t>(eager_sent_ % wire::kEagerSlots);
+  std::byte* slot = eager_out_ + index * wire::kEagerSlotBytes;
+  wire::EagerHeader hdr{op->tag, op->msn, op->bytes, 0};
+  std::memcpy(slot, &hdr, sizeof hdr);
+  if (op->bytes) std::memcpy(slot + sizeof hdr, op->buf, op->bytes);
+  const uint32_t len = static_cast<uint32_t>(sizeof hdr + op->bytes);
+  ibv_sge sge{reinterpret_cast<uint64_t>(slot), len, ctrl_mr_->lkey};
+  ibv_send_wr wr{};
+  wr.wr_id = make_wr_id(WrKind::EagerSend, id_, 0, op->serial);
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_SEND;
+  ++control_.posted;
+  const bool signal = control_.posted - control_.last_signaled >= kSqDepth / 2;
+  wr.send_flags = (signal ? IBV_SEND_SIGNALED : 0) | (len <= max_inline_ ? IBV_SEND_INLINE : 0);
+  if (signal) {
+    control_.signaled.push_back(control_.posted);
+    control_.last_signaled = control_.posted;
+  }
+  ibv_send_wr* bad = nullptr;
+  if (int rc = api_.post_send(control_.qp, &wr, &bad)) {
+    fail({ErrorKind::Transport,
+          fmt::format("ibv_post_send (eager) on QP {:#x} to rank {} failed: {}", control_.qp->qp_num, peer_, std::strerror(rc))});
+    return true;
+  }
+  ++eager_sent_;
+  finish(op);  // the bytes are copied: the caller's buffer is free again
+  return true;
+}
+
+// A clear-to-send arrived for a message that went eagerly: free its slot at the receiver.
+bool Link::post_void(uint32_t slot) {
+  std::vector<Piece> pieces{{0, WrKind::Void, IBV_WR_RDMA_WRITE_WITH_IMM, 0, 0, 0, 0, 0, wire::encode_void(slot), false, false}};
+  if (qps_[0].room() < 1) return false;
+  post_pieces(pieces, slot);
+  return true;
+}
+
+// Tells the sender how many eager buffers are free again, when CTS entries have not.
+void Link::return_credits(bool force) {
+  if (eager_released_ == credits_returned_) return;
+  if (!force && eager_released_ - credits_returned_ < wire::kEagerSlots / 4) return;
+  if (control_.room() < 1) return;
+  *credits_out_ = eager_released_;
+  ibv_sge sge{reinterpret_cast<uint64_t>(credits_out_), 8, ctrl_mr_->lkey};
+  ibv_send_wr wr{};
+  wr.wr_id = make_wr_id(WrKind::Credit, id_, 0, 0);
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_RDMA_WRITE;
+  wr.wr.rdma.remote_addr = remote_credits_;
+  wr.wr.rdma.rkey = remote_fifo_rkey_;
+  ++control_.posted;
+  const bool signal = control_.posted - control_.last_signaled >= kSqDepth / 2;
+  wr.send_flags = (signal ? IBV_SEND_SIGNALED : 0) | (max_inline_ >= 8 ? IBV_SEND_INLINE : 0);
+  if (signal) {
+    control_.signaled.push_back(control_.posted);
+    control_.last_signaled = control_.posted;
+  }
+  ibv_send_wr* bad = nullptr;
+  if (int rc = api_.post_send(control_.qp, &wr, &bad)) {
+    fail({ErrorKind::Transport, fmt::format("ibv_post_send (credits) to rank {} failed: {}", peer_, std::strerror(rc))});
+    return;
+  }
+  credits_returned_ = eager_released_;
+}
+
+// An eager message landed in buffer `index`: hand it to its receive, or keep it until one is
+// posted; the buffer goes straight back to the control QP.
+void Link::on_eager(uint32_t index, uint32_t bytes) {
+  const std::byte* slot = eager_in_ + index * wire::kEagerSlotBytes;
+  wire::EagerHeader hdr;
+  std::memcpy(&hdr, slot, sizeof hdr);
+  if (bytes < sizeof hdr || hdr.size != bytes - sizeof hdr) {
+    fail({ErrorKind::Transport, fmt::format("rank {} sent a malformed eager message ({} bytes)", peer_, bytes)});
+    return;
+  }
+  const std::byte* data = slot + sizeof hdr;
+  auto pit = posted_recvs_.find(hdr.tag);
+  std::shared_ptr<Op> op;
+  if (pit != posted_recvs_.end()) {
+    auto it = pit->second.find(hdr.msn);
+    if (it != pit->second.end()) {
+      op = it->second;
+      pit->second.erase(it);
+      if (pit->second.empty()) posted_recvs_.erase(pit);
+    }
+  }
+  if (op) {
+    deliver_eager(op, data, hdr.size);
+  } else {
+    unexpected_[hdr.tag][hdr.msn].assign(data, data + hdr.size);
+  }
+  post_eager_receive(index);
+  ++eager_released_;
+  return_credits(false);
+}
+
+void Link::deliver_eager(const std::shared_ptr<Op>& op, const std::byte* data, uint64_t size) {
+  if (size > op->bytes) {
+    op->failed = Failure{ErrorKind::Mismatch,
+                         fmt::format("the message from rank {} with tag {} is {} bytes, larger than the {} bytes posted",
+                                     peer_, op->tag, size, op->bytes)};
+  } else {
+    if (size) std::memcpy(op->buf, data, size);
+    op->result_bytes = size;
+  }
+  if (op->seq != 0) {
+    op->eager_done = true;  // its clear-to-send is out: the slot waits for the sender's void
+  } else {
+    cts_backlog_.erase(std::remove(cts_backlog_.begin(), cts_backlog_.end(), op), cts_backlog_.end());
+  }
+  finish(op);
 }
 
 std::unique_ptr<Request> Link::irecv(void* buf, size_t bytes, MemoryRegion* mr, Tag tag) {
@@ -632,9 +898,21 @@ std::unique_ptr<Request> Link::irecv(void* buf, size_t bytes, MemoryRegion* mr, 
     op->reg = registration(op->buf, bytes, mr, op->kind, "recv");
     if (op->kind == MemoryKind::Cuda && !op->reg) stage(*op, buf, "recv");
   }
+  op->msn = recv_msn_[tag]++;
   recv_order_[tag].push_back(op);
   auto req = std::make_unique<VerbsRequest>(shared_from_this(), op);
   if (failure_ || !connected_) return req;
+  // Already here as an eager message?
+  if (auto uit = unexpected_.find(tag); uit != unexpected_.end()) {
+    if (auto m = uit->second.find(op->msn); m != uit->second.end()) {
+      std::vector<std::byte> data = std::move(m->second);
+      uit->second.erase(m);
+      if (uit->second.empty()) unexpected_.erase(uit);
+      deliver_eager(op, data.data(), data.size());
+      return req;
+    }
+  }
+  posted_recvs_[tag][op->msn] = op;
   if (!cts_backlog_.empty() || !slots_.can_post() || !post_cts(op)) cts_backlog_.push_back(op);
   return req;
 }
@@ -652,11 +930,14 @@ bool Link::post_cts(const std::shared_ptr<Op>& op) {
   e.tag = op->tag;
   e.rkey = op->reg ? op->reg->rkey() : 0;
   e.slot = slot;
-  e.reserved[0] = e.reserved[1] = 0;
+  e.msn = op->msn;
+  e.eager_released = eager_released_;
+  credits_returned_ = eager_released_;  // the entry carries them
   e.seq_tail = seq;
   op->slot = slot;
   op->seq = seq;
   slot_ops_[slot] = op;
+  log::trace("verbs: CTS #{} (slot {}, tag {}, {} bytes) to rank {}", seq, slot, op->tag, op->bytes, peer_);
   std::vector<Piece> pieces{{0, WrKind::Cts, IBV_WR_RDMA_WRITE, reinterpret_cast<uint64_t>(&e),
                              static_cast<uint32_t>(sizeof e), ctrl_mr_->lkey, remote_fifo_ + slot * sizeof(wire::CtsEntry),
                              remote_fifo_rkey_, 0, max_inline_ >= sizeof e, false}};
@@ -665,6 +946,16 @@ bool Link::post_cts(const std::shared_ptr<Op>& op) {
 
 void Link::match(const std::shared_ptr<Op>& op, const wire::CtsEntry& cts) {
   op->cts = cts;
+  // Small messages are registered only when they do not go eagerly.
+  if (!op->reg && op->bytes > 0 && !failure_) {
+    try {
+      op->reg = t_.cache().acquire(op->buf, op->bytes, op->kind);
+    } catch (const Error& e) {
+      op->failed = Failure{e.kind(), e.detail()};
+      finish(op);
+      return;
+    }
+  }
   if (!ready_.empty() || !post_data(op)) ready_.push_back(op);
 }
 
@@ -785,6 +1076,8 @@ void Link::retire(Qp& q) {
 }
 
 void Link::drain_backlogs() {
+  while (!void_backlog_.empty() && !failure_ && post_void(void_backlog_.front())) void_backlog_.pop_front();
+  if (credits_returned_ != eager_released_) return_credits(false);
   while (!ready_.empty() && !failure_) {
     auto op = ready_.front();
     if (!post_data(op)) break;
@@ -801,16 +1094,18 @@ bool Link::poll_fifo() {
   bool moved = false;
   while (auto e = reader_.poll()) {
     moved = true;
-    auto it = sends_by_tag_.find(e->tag);
-    if (it != sends_by_tag_.end()) {
-      auto op = it->second.front();
-      it->second.pop_front();
-      if (it->second.empty()) sends_by_tag_.erase(it);
-      --unmatched_sends_;
-      match(op, *e);
-    } else {
-      cts_by_tag_[e->tag].push_back(*e);
-    }
+    log::trace("verbs: rank {} cleared to send #{} (tag {}, msn {}, {} bytes)", peer_, e->seq_head, e->tag, e->msn, e->size);
+    remote_released_ = std::max(remote_released_, e->eager_released);
+    cts_by_tag_[e->tag].push_back(*e);
+    resolve(e->tag);
+  }
+  // Credits came back: small sends that waited for them may go now.
+  if (credit_starved_ && eager_credits() > 0) {
+    credit_starved_ = false;
+    std::vector<Tag> tags;
+    for (auto& [tag, q] : sends_by_tag_) tags.push_back(tag);
+    for (Tag tag : tags) resolve(tag);
+    moved = true;
   }
   return moved;
 }
@@ -821,11 +1116,14 @@ void Link::on_completion(const ibv_wc& wc, const WrId& id) {
     on_error(wc, id);
     return;
   }
-  Qp& q = qps_[id.qp];
+  Qp& q = on_control_qp(id.kind) ? control_ : qps_[id.qp];
   switch (id.kind) {
     case WrKind::Recv:
       post_receives(id.qp, 1);
       if (wc.wc_flags & IBV_WC_WITH_IMM) on_imm(ntohl(wc.imm_data));
+      break;
+    case WrKind::EagerRecv:
+      on_eager(id.serial, wc.byte_len);
       break;
     case WrKind::Data: {
       retire(q);
@@ -852,9 +1150,19 @@ void Link::on_imm(uint32_t imm) {
     return;
   }
   auto op = slot_ops_[m.slot];
+  if (m.void_slot) {  // the message went eagerly; its receive is complete already
+    slot_ops_[m.slot] = nullptr;
+    slots_.release(m.slot);
+    drain_backlogs();
+    return;
+  }
   if (++op->stripes_got < m.stripes) return;
   slot_ops_[m.slot] = nullptr;
   slots_.release(m.slot);
+  if (auto pit = posted_recvs_.find(op->tag); pit != posted_recvs_.end()) {
+    pit->second.erase(op->msn);
+    if (pit->second.empty()) posted_recvs_.erase(pit);
+  }
   uint64_t size = op->bytes;
   if (m.small)
     size = m.size;
@@ -885,6 +1193,7 @@ void Link::on_imm(uint32_t imm) {
 }
 
 void Link::finish(const std::shared_ptr<Op>& op) {
+  log::trace("verbs: {} #{} (tag {}) to/from rank {} finished", op_name(*op), op->serial, op->tag, peer_);
   if (op->done) return;
   op->done = true;
   if (op->bounce) t_.give_bounce(std::move(op->bounce));
@@ -918,6 +1227,12 @@ std::string Link::describe(const WrId& id) const {
       return fmt::format("send #{}", id.serial);
     }
     case WrKind::Flush: return "the GPUDirect flush read";
+    case WrKind::Void: return fmt::format("the void for receive slot {}", id.serial);
+    case WrKind::EagerRecv: return "an eager receive buffer";
+    case WrKind::EagerSend: return fmt::format("eager send #{}", id.serial);
+    case WrKind::Credit: return "the eager credit return";
+    case WrKind::Drain:
+    case WrKind::DrainControl: return "the closing drain";
   }
   return "a work request";
 }
@@ -931,8 +1246,9 @@ void Link::on_error(const ibv_wc& wc, const WrId& id) {
           true});
     return;
   }
-  const char* verb = id.kind == WrKind::Recv ? "receive"
-                     : id.kind == WrKind::Data || id.kind == WrKind::InlineData
+  const char* verb = id.kind == WrKind::Recv || id.kind == WrKind::EagerRecv ? "receive"
+                     : id.kind == WrKind::EagerSend                           ? "SEND"
+                     : id.kind == WrKind::Data || id.kind == WrKind::InlineData || id.kind == WrKind::Void
                          ? "RDMA WRITE WITH IMM"
                          : "RDMA WRITE";
   std::string vendor = fmt::format("vendor error {:#x}", wc.vendor_err);

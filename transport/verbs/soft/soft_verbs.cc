@@ -963,7 +963,22 @@ void drop_everything(Context* c) {
   }
 }
 
-void serve_qp(Context* c, Qp* qp) {
+// Responder side first for every QP, then the requester side: bytes a peer sent before it went
+// away are delivered before its disappearance fails anything.
+void serve_responder(Context* c, Qp* qp) {
+  if (qp->in.fd < 0) return;
+  if (qp->in.readable || qp->in.parked || qp->in.end > qp->in.begin) {
+    size_t budget = kBudgetPerStream;
+    if (read_requests(c, qp, budget) == Io::Closed) {
+      qp->in.reset();  // the requester went away; a responder has nothing to report
+      return;
+    }
+  }
+  flush_ack(qp);
+  if (flush_tx(c, qp->in) == Io::Closed) qp->in.reset();
+}
+
+void serve_requester(Context* c, Qp* qp) {
   if (qp->state == IBV_QPS_RTS) start_sends(c, qp);
   if (qp->out.fd >= 0) {
     if (flush_tx(c, qp->out) == Io::Closed) {
@@ -972,17 +987,6 @@ void serve_qp(Context* c, Qp* qp) {
       size_t budget = kBudgetPerStream;
       if (read_responses(c, qp, budget) == Io::Closed) peer_gone(qp);
     }
-  }
-  if (qp->in.fd >= 0) {
-    if (qp->in.readable || qp->in.parked || qp->in.end > qp->in.begin) {
-      size_t budget = kBudgetPerStream;
-      if (read_requests(c, qp, budget) == Io::Closed) {
-        qp->in.reset();  // the requester went away; a responder has nothing to report
-        return;
-      }
-    }
-    flush_ack(qp);
-    if (flush_tx(c, qp->in) == Io::Closed) qp->in.reset();
   }
   if (qp->state == IBV_QPS_RTS && !qp->sq.empty() && !qp->sq_blocked) c->more_work = true;
 }
@@ -1041,8 +1045,9 @@ void service_main(Context* c) {
     if (fds[1].revents & POLLIN) accept_all(c);
     if (!c->pending.empty()) serve_pending(c);
     if (c->drop_now) drop_everything(c);
+    for (auto& [qpn, qp] : c->qps) serve_responder(c, qp);
     for (auto& [qpn, qp] : c->qps) {
-      serve_qp(c, qp);
+      serve_requester(c, qp);
       qp->out.readable = qp->in.readable = false;
     }
   }
