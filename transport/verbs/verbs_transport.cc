@@ -805,6 +805,7 @@ bool Link::post_eager(const std::shared_ptr<Op>& op) {
 
 // A clear-to-send arrived for a message that went eagerly: free its slot at the receiver.
 bool Link::post_void(uint32_t slot) {
+  log::trace("verbs: voiding slot {} of rank {}", slot, peer_);
   std::vector<Piece> pieces{{0, WrKind::Void, IBV_WR_RDMA_WRITE_WITH_IMM, 0, 0, 0, 0, 0, wire::encode_void(slot), false, false}};
   if (qps_[0].room() < 1) return false;
   post_pieces(pieces, slot);
