@@ -1601,6 +1601,12 @@ int post_send(ibv_qp* q, ibv_send_wr* wr, ibv_send_wr** bad) {
     }
     qp->sq.push_back(std::move(w));
   }
+  // Put the work on the wire from this thread when the socket takes it all: a message then costs
+  // no hand-off to the service thread (which still reads the answers).
+  if (qp->state == IBV_QPS_RTS && !c->drop_now && qp->out.fd >= 0 && !qp->peer_gone) {
+    start_sends(c, qp);
+    if (qp->out.fd >= 0 && flush_tx(c, qp->out) == Io::Done && qp->sq.empty()) return 0;
+  }
   wake(c);
   return 0;
 }
