@@ -71,6 +71,12 @@ class Connection {
   int peer_;
 };
 
+// What the cost model assumes of a transport (docs/collectives.md has the measurements).
+struct LinkEstimate {
+  double latency_us;      // a small message, one way, through the engine
+  double bandwidth_gbps;  // one direction, large messages, both directions busy
+};
+
 class Transport {
  public:
   virtual ~Transport() = default;
@@ -85,6 +91,8 @@ class Transport {
   virtual std::unique_ptr<Connection> connect(int peer, std::span<const std::byte> remote_info) = 0;
 
   virtual std::shared_ptr<MemoryRegion> register_memory(void* ptr, size_t bytes, MemoryKind kind) = 0;
+
+  virtual LinkEstimate link_estimate() const = 0;
 
   // Whether isend/irecv take memory of this kind directly (else the engine stages it to host).
   virtual bool supports(MemoryKind kind) const { return kind == MemoryKind::Host; }

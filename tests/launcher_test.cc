@@ -165,7 +165,7 @@ TEST(Launcher, MissingCommandIsAUsageError) {
 }
 
 TEST(Launcher, RankThatNeverJoinsTimesOutEveryOtherRankNamingIt) {
-  Outcome o = run_launcher({"-n", "4", "--keep-going", "--time-limit", "20", "--", tool(kHelper.c_str()), "never-join", "3"},
+  Outcome o = run_launcher({"-n", "4", "--keep-going", "--time-limit", "8", "--", tool(kHelper.c_str()), "never-join", "3"},
                            {{"RINGLINK_CONNECT_TIMEOUT_MS", "2000"}});
   EXPECT_NE(o.exit_code, 0);
   auto r = results(o.output);
@@ -223,6 +223,35 @@ TEST(Launcher, KilledRankIsReportedByEveryOtherRank) {
     ASSERT_TRUE(r.count(rank)) << o.output;
     EXPECT_NE(r[rank].find("peer lost peer=1"), std::string::npos) << r[rank];
     EXPECT_LT(elapsed_ms(r[rank]), 5000) << "detection should not wait for the 30 s silence deadline";
+  }
+}
+
+TEST(Failures, RankKilledMidAllreduceFailsEveryOtherRankNamingIt) {
+  Outcome o = run_launcher(
+      {"-n", "4", "--keep-going", "--time-limit", "40", "--", tool(kHelper.c_str()), "kill-mid-allreduce", "2"},
+      {{"RINGLINK_TIMEOUT_MS", "30000"}});
+  EXPECT_NE(o.exit_code, 0);
+  auto r = results(o.output);
+  for (int rank : {0, 1, 3}) {
+    ASSERT_TRUE(r.count(rank)) << o.output;
+    EXPECT_NE(r[rank].find("peer lost peer=2"), std::string::npos) << r[rank];
+    // Found through the dead rank's closed connections, long before the 30 s silence deadline.
+    EXPECT_LT(elapsed_ms(r[rank]), 5000) << r[rank];
+  }
+}
+
+TEST(Failures, RankFrozenMidAllreduceIsNamedByEveryRankAtTheDeadline) {
+  Outcome o = run_launcher(
+      {"-n", "4", "--keep-going", "--time-limit", "10", "--", tool(kHelper.c_str()), "stop-mid-allreduce", "2"},
+      {{"RINGLINK_TIMEOUT_MS", "2000"}});
+  EXPECT_NE(o.exit_code, 0);
+  auto r = results(o.output);
+  for (int rank : {0, 1, 3}) {
+    ASSERT_TRUE(r.count(rank)) << o.output;
+    EXPECT_NE(r[rank].find("timeout peer=2"), std::string::npos) << r[rank];
+    EXPECT_NE(r[rank].find("rank 2 is not responding"), std::string::npos) << r[rank];
+    // The 2 s deadline, the 400 ms grace to compare notes, and scheduling slack.
+    EXPECT_LT(elapsed_ms(r[rank]), 6000) << r[rank];
   }
 }
 

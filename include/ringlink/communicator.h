@@ -61,12 +61,49 @@ class Communicator {
   const Options& options() const;
   std::string transport_name() const;
 
-  // ---- point to point (host memory) ----
+  // ---- point to point (host or CUDA device memory) ----
   // A send matches the receive on `peer` with the same tag; tags below 2^39.
   Work isend(const void* buf, size_t bytes, int peer, uint64_t tag = 0);
   Work irecv(void* buf, size_t bytes, int peer, uint64_t tag = 0);
   void send(const void* buf, size_t bytes, int peer, uint64_t tag = 0);
   void recv(void* buf, size_t bytes, int peer, uint64_t tag = 0);
+
+  // ---- collectives ----
+  // The i-prefixed calls return at once; the plain ones wait. Every rank must issue the same
+  // collectives in the same order with matching counts, types, ops and roots. Buffers are host
+  // memory or CUDA device memory (detected per pointer); `count` is in elements.
+  //
+  // In place: allreduce/reduce/broadcast when sendbuf == recvbuf; allgather when
+  // sendbuf == recvbuf + rank * count elements; reduce_scatter when recvbuf == sendbuf + rank *
+  // recvcount elements (the nccl conventions).
+
+  // recvbuf[i] = op over ranks of sendbuf[i], on every rank. Avg divides the sum by size().
+  Work iallreduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op);
+  void allreduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op);
+  Work iallreduce(void* buf, size_t count, DataType type, ReduceOp op) {
+    return iallreduce(buf, buf, count, type, op);
+  }
+  void allreduce(void* buf, size_t count, DataType type, ReduceOp op) { allreduce(buf, buf, count, type, op); }
+
+  // sendbuf holds size() * recvcount elements; rank r receives the reduction of block r.
+  Work ireduce_scatter(const void* sendbuf, void* recvbuf, size_t recvcount, DataType type, ReduceOp op);
+  void reduce_scatter(const void* sendbuf, void* recvbuf, size_t recvcount, DataType type, ReduceOp op);
+
+  // recvbuf (size() * sendcount elements) gets every rank's sendbuf, in rank order.
+  Work iallgather(const void* sendbuf, void* recvbuf, size_t sendcount, DataType type);
+  void allgather(const void* sendbuf, void* recvbuf, size_t sendcount, DataType type);
+
+  // root's sendbuf lands in every rank's recvbuf (sendbuf is read on root only).
+  Work ibroadcast(const void* sendbuf, void* recvbuf, size_t count, DataType type, int root);
+  void broadcast(const void* sendbuf, void* recvbuf, size_t count, DataType type, int root);
+  void broadcast(void* buf, size_t count, DataType type, int root) { broadcast(buf, buf, count, type, root); }
+
+  // The reduction lands in root's recvbuf (recvbuf is written on root only).
+  Work ireduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op, int root);
+  void reduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op, int root);
+
+  Work ibarrier();
+  void barrier();
 
  private:
   std::shared_ptr<detail::Engine> engine_;

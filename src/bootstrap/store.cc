@@ -385,7 +385,10 @@ struct StoreServer::Impl {
         draining_now = draining;
         drain_at = drain_deadline;
       }
-      if (draining_now && (conns.empty() || Clock::now() >= drain_at)) break;
+      // After a failed job (mismatch, lost rank) stay until the deadline, so ranks that arrive
+      // late still hear why instead of finding no one at the port.
+      bool any_failed = std::any_of(epochs.begin(), epochs.end(), [](const auto& e) { return e.second.failure.has_value(); });
+      if (draining_now && ((conns.empty() && !any_failed) || Clock::now() >= drain_at)) break;
 
       std::vector<pollfd> fds;
       std::vector<int> ids;

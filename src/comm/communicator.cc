@@ -4,6 +4,8 @@
 
 #include "comm/engine.h"
 #include "comm/operation.h"
+#include "common/cuda_driver.h"
+#include "common/host_buffer.h"
 
 namespace ringlink {
 
@@ -60,21 +62,40 @@ class PointToPoint final : public Operation {
     if (peer_ == ctx.rank) {
       throw InvalidArgumentError(ctx.rank, peer_, name(), "a rank cannot send to or receive from itself");
     }
+    void* wire = buf_;
+    if (bytes_ && cuda::is_device_pointer(buf_) && !ctx.transport->supports(MemoryKind::Cuda)) {
+      // The transport moves host memory: stage through a buffer of this message's own (point-to-
+      // point operations run concurrently, so they cannot share the collectives' scratch).
+      staged_ = HostBuffer(bytes_);
+      wire = staged_.data();
+      if (send_) copy(ctx, [&] { cuda::copy_to_host(wire, buf_, bytes_); });
+    }
     Connection& c = ctx.peer(peer_);
-    req_ = send_ ? c.isend(buf_, bytes_, nullptr, tag_) : c.irecv(buf_, bytes_, nullptr, tag_);
+    req_ = send_ ? c.isend(wire, bytes_, nullptr, tag_) : c.irecv(wire, bytes_, nullptr, tag_);
   }
-  bool advance(OpContext&) override {
+  bool advance(OpContext& ctx) override {
     if (!req_->test()) return false;
+    if (!send_ && staged_.data()) copy(ctx, [&] { cuda::copy_to_device(buf_, staged_.data(), req_->bytes()); });
     touch();
     return true;
   }
 
  private:
+  template <typename Fn>
+  void copy(const OpContext& ctx, Fn fn) {
+    try {
+      fn();
+    } catch (const std::runtime_error& e) {
+      throw TransportError(ctx.rank, peer_, name(), fmt::format("staging a CUDA buffer: {}", e.what()));
+    }
+  }
+
   bool send_;
   void* buf_;
   size_t bytes_;
   int peer_;
   uint64_t tag_;
+  HostBuffer staged_;
   std::unique_ptr<Request> req_;
 };
 

@@ -1,6 +1,8 @@
 #include "comm/engine.h"
 
 #include <poll.h>
+#include <algorithm>
+#include <cstdio>
 #include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -37,6 +39,8 @@ std::shared_ptr<Engine> Engine::create(Options options) {
   if (options.log_level > LogLevel::Warn || !log::enabled(LogLevel::Info)) log::set_level(options.log_level);
   std::shared_ptr<Engine> e(new Engine(std::move(options)));
   e->join_group();
+  e->agree_on_plan_inputs();
+  e->allocate_staging();
   e->start_threads();
   return e;
 }
@@ -92,6 +96,37 @@ void Engine::join_group() {
             ms_since(t0));
 }
 
+void Engine::agree_on_plan_inputs() {
+  chunk_bytes_ = options_.chunk_bytes ? options_.chunk_bytes : kDefaultChunkBytes;
+  algorithm_ = options_.algorithm;
+  if (transport_) {
+    LinkEstimate link = transport_->link_estimate();
+    model_.latency_us = link.latency_us;
+    model_.bandwidth_gbps = link.bandwidth_gbps;
+  }
+  if (!store_) return;
+  // Chunk sizes decide message sizes and the model decides algorithms: a rank that disagreed
+  // would post receives that match nothing. Rank 0's values are used everywhere.
+  std::string mine = fmt::format("{} {} {} {} {}", static_cast<int>(algorithm_), chunk_bytes_, model_.latency_us,
+                                 model_.bandwidth_gbps, model_.reduce_gbps);
+  if (rank() == 0) store_->set("plan-inputs", mine);
+  std::string agreed = store_->get("plan-inputs", options_.connect_timeout);
+  if (agreed != mine) {
+    log::warn("RINGLINK_ALGO / RINGLINK_CHUNK_BYTES / transport differ from rank 0's; using rank 0's ({} vs {})",
+              agreed, mine);
+    int algo = 0;
+    std::sscanf(agreed.c_str(), "%d %zu %lf %lf %lf", &algo, &chunk_bytes_, &model_.latency_us, &model_.bandwidth_gbps,
+                &model_.reduce_gbps);
+    algorithm_ = static_cast<Algorithm>(algo);
+  }
+}
+
+void Engine::allocate_staging() {
+  staging_ = HostBuffer(chunk_bytes_ * kStagingSlots);
+  if (transport_) staging_mr_ = transport_->register_memory(staging_.data(), staging_.size(), MemoryKind::Host);
+  pool_ = std::make_unique<algo::StagingPool>(staging_.as<std::byte>(), chunk_bytes_, kStagingSlots, staging_mr_.get());
+}
+
 void Engine::start_threads() {
   if (watch_) {
     watcher_stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -128,6 +163,8 @@ void Engine::shutdown() {
   if (watcher_stop_fd_ >= 0) ::close(watcher_stop_fd_);
   if (watch_) watch_->bye();
   connections_.clear();
+  pool_.reset();
+  staging_mr_.reset();
   transport_.reset();
   watch_.reset();
   store_.reset();
@@ -200,7 +237,7 @@ void Engine::fail_everything(std::exception_ptr error) {
 
 bool Engine::step() {
   bool moved = transport_ ? transport_->progress() : false;
-  OpContext ctx{options_.rank, options_.world_size, options_, transport_.get(), connections_, 0};
+  OpContext ctx{options_.rank, options_.world_size, options_, transport_.get(), connections_, 0, pool_.get(), &scratch_};
 
   if (submitted_count_.load(std::memory_order_acquire) > 0) {
     std::vector<std::shared_ptr<WorkState>> batch;
@@ -241,13 +278,7 @@ bool Engine::step() {
 
   auto now = Clock::now();
   auto check_silence = [&](Operation& op) {
-    if (now - op.last_activity <= options_.timeout) return;
-    int peer = op.waiting_on();
-    throw TimeoutError(options_.rank, peer, op.name(),
-                       peer >= 0 ? fmt::format("no progress for {} ms: rank {} sent nothing (dead, wedged or not "
-                                               "calling the same operation)",
-                                               options_.timeout.count(), peer)
-                                 : fmt::format("no progress for {} ms", options_.timeout.count()));
+    if (now - op.last_activity > options_.timeout) raise_silence(op);
   };
   try {
     for (size_t i = 0; i < p2p_.size();) {
@@ -300,6 +331,49 @@ bool Engine::step() {
     moved = true;
   }
   return moved;
+}
+
+void Engine::raise_silence(Operation& op) {
+  const int peer = op.waiting_on();
+  std::string detail = fmt::format("no progress for {} ms", options_.timeout.count());
+  if (peer < 0) throw TimeoutError(rank(), -1, op.name(), detail);
+  // The silent peer may itself be waiting on someone. Every rank that times out says whom it
+  // waits on; following those reports leads to the rank that reported nothing: the one that is
+  // dead, wedged or late. Without the store, name the direct peer.
+  int culprit = peer;
+  std::string path = fmt::format("rank {} waits on rank {}", rank(), peer);
+  bool cycle = false;
+  if (store_) {
+    try {
+      store_->set(fmt::format("stalled/{}", rank()), std::to_string(peer));
+      auto grace = std::clamp(options_.timeout / 5, milliseconds(200), milliseconds(2000));
+      std::this_thread::sleep_for(grace);
+      std::vector<int> seen{rank(), peer};
+      for (int hop = 0; hop < size(); ++hop) {
+        std::string key = fmt::format("stalled/{}", culprit);
+        if (!store_->check(key)) break;
+        int next = std::stoi(store_->get(key, milliseconds(1000)));
+        path += fmt::format(", rank {} waits on rank {}", culprit, next);
+        if (std::find(seen.begin(), seen.end(), next) != seen.end()) {
+          cycle = true;  // everyone involved waits on someone: the ranks issued different operations
+          culprit = peer;
+          break;
+        }
+        seen.push_back(next);
+        culprit = next;
+      }
+    } catch (const Error&) {
+      culprit = peer;
+    }
+  }
+  if (cycle)
+    throw TimeoutError(rank(), peer, op.name(),
+                       fmt::format("{}; every rank in the cycle is waiting ({}): were the same collectives issued in "
+                                   "the same order on every rank?",
+                                   detail, path));
+  throw TimeoutError(rank(), culprit, op.name(),
+                     fmt::format("{}: rank {} is not responding (dead, wedged or not calling {}) [{}]", detail, culprit,
+                                 op.name(), path));
 }
 
 template <typename Pred>

@@ -6,6 +6,7 @@
 // otherwise the progress thread drives asynchronous work until the queue is empty.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -15,7 +16,10 @@
 #include <thread>
 #include <vector>
 
+#include "algorithms/common.h"
+#include "algorithms/select.h"
 #include "bootstrap/store.h"
+#include "common/host_buffer.h"
 #include "comm/operation.h"
 #include "ringlink/communicator.h"
 #include "transport.h"
@@ -30,6 +34,19 @@ struct WorkState {
   std::shared_ptr<Engine> engine;  // cleared on completion
   uint64_t seq = 0;
   Clock::time_point submitted{};
+};
+
+// Grows by doubling (to 2 MiB multiples) and keeps its memory: staging the same tensors call
+// after call touches no new pages.
+class GrowingScratch final : public HostScratch {
+ public:
+  std::byte* ensure(size_t bytes) override {
+    if (bytes > buffer_.size()) buffer_ = HostBuffer(std::max(bytes, 2 * buffer_.size()));
+    return buffer_.as<std::byte>();
+  }
+
+ private:
+  HostBuffer buffer_;
 };
 
 class Engine : public std::enable_shared_from_this<Engine> {
@@ -53,13 +70,27 @@ class Engine : public std::enable_shared_from_this<Engine> {
   std::string transport_name() const;
   Transport* transport() { return transport_.get(); }
 
+  // Agreed by every rank at creation (rank 0's values win), so all ranks plan alike.
+  size_t chunk_bytes() const { return chunk_bytes_; }
+  Algorithm algorithm() const { return algorithm_; }
+  const algo::LinkModel& cost_model() const { return model_; }
+  size_t slot_bytes() const { return chunk_bytes_; }
+  int pipeline_depth() const { return kPipelineDepth; }
+
+  static constexpr size_t kDefaultChunkBytes = 512 * 1024;
+  static constexpr int kStagingSlots = 16;
+  static constexpr int kPipelineDepth = 4;
+
  private:
   explicit Engine(Options options);
   void join_group();
   void start_threads();
+  void agree_on_plan_inputs();
+  void allocate_staging();
 
   // One round: transport progress, admit submitted work, advance active operations.
   bool step();
+  [[noreturn]] void raise_silence(Operation& op);
   template <typename Pred>
   void drive_until(Pred done, Deadline deadline);
   void progress_thread_main();
@@ -76,6 +107,14 @@ class Engine : public std::enable_shared_from_this<Engine> {
   std::unique_ptr<WatchChannel> watch_;
   std::unique_ptr<Transport> transport_;
   std::vector<std::unique_ptr<Connection>> connections_;
+
+  size_t chunk_bytes_ = kDefaultChunkBytes;
+  Algorithm algorithm_ = Algorithm::Auto;
+  algo::LinkModel model_;
+  HostBuffer staging_;
+  std::shared_ptr<MemoryRegion> staging_mr_;
+  std::unique_ptr<algo::StagingPool> pool_;
+  GrowingScratch scratch_;
 
   // Submission queue (any thread) -> active lists (driver only).
   std::mutex queue_mu_;

@@ -7,7 +7,19 @@
 #include "common/clock.h"
 #include "transport.h"
 
+namespace ringlink::algo {
+class StagingPool;
+}
+
 namespace ringlink::detail {
+
+// Host memory for staging device buffers; grows on demand and is reused (collectives run one
+// at a time, so one buffer serves them all).
+class HostScratch {
+ public:
+  virtual ~HostScratch() = default;
+  virtual std::byte* ensure(size_t bytes) = 0;
+};
 
 // What an operation may use while it runs (only on the thread driving the engine).
 struct OpContext {
@@ -17,6 +29,8 @@ struct OpContext {
   Transport* transport;  // null when size == 1
   std::vector<std::unique_ptr<Connection>>& connections;
   Tag tag_base;  // unique to this operation; add the operation's own step numbers below 2^kOpTagBits
+  algo::StagingPool* staging;  // the communicator's staging slots (collectives run one at a time)
+  HostScratch* scratch;        // host copies of device buffers
 
   Connection& peer(int p) const { return *connections[static_cast<size_t>(p)]; }
 };

@@ -1,7 +1,7 @@
 // A rank that misbehaves on purpose, for the failure tests. Started by ringlink-run:
 //   rank-behaviour MODE [TARGET_RANK]
 // Modes: ok, never-join, wrong-token, world-mismatch, duplicate-rank, kill-self, hang,
-//        grandchild-then-fail.
+//        grandchild-then-fail, kill-mid-allreduce, stop-mid-allreduce.
 // The TARGET rank misbehaves; the others create a communicator, exchange a message around
 // the ring and print "RESULT ok" or "RESULT <error kind> peer=<p> ms=<elapsed>: <message>".
 // When RINGLINK_TEST_PID_DIR is set every process writes its pid there, so tests can check
@@ -15,6 +15,7 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <ringlink/ringlink.h>
 
@@ -104,6 +105,36 @@ int main(int argc, char** argv) {
         (void)n;
         return 3;
       }
+    } catch (const ringlink::Error& e) {
+      std::printf("RESULT setup-failed: %s\n", e.what());
+      return 4;
+    }
+  }
+  if (mode == "kill-mid-allreduce" || mode == "stop-mid-allreduce") {
+    // Every rank runs 64 MiB allreduces back to back; 300 ms in, the target dies (SIGKILL) or
+    // freezes (SIGSTOP) in the middle of one.
+    try {
+      ringlink::Communicator c;
+      std::vector<float> v(16u << 20, 1.0f);
+      if (me) {
+        std::thread([mode] {
+          std::this_thread::sleep_for(std::chrono::milliseconds(300));
+          ::raise(mode == "kill-mid-allreduce" ? SIGKILL : SIGSTOP);
+        }).detach();
+      }
+      for (int i = 0; i < 100000; ++i) {
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+          c.allreduce(v.data(), v.size(), ringlink::DataType::Float32, ringlink::ReduceOp::Max);
+        } catch (const ringlink::Error& e) {
+          auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+          std::printf("RESULT %s peer=%d ms=%lld iteration=%d: %s\n", std::string(ringlink::to_string(e.kind())).c_str(),
+                      e.peer(), static_cast<long long>(ms), i, e.what());
+          return 3;
+        }
+      }
+      std::printf("RESULT ok\n");
+      return 0;
     } catch (const ringlink::Error& e) {
       std::printf("RESULT setup-failed: %s\n", e.what());
       return 4;

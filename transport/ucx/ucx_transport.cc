@@ -85,6 +85,8 @@ class UcxRequest final : public Request {
 class UcxTransport final : public Transport {
  public:
   explicit UcxTransport(const TransportSetup& setup) : rank_(setup.rank) {
+    const char* tls_env = std::getenv("UCX_TLS");
+    shared_memory_ = setup.local_world_size == setup.world_size && !excludes_shared_memory(tls_env ? tls_env : "");
     ucp_config_t* config = nullptr;
     check(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read");
     ucp_params_t params{};
@@ -129,8 +131,10 @@ class UcxTransport final : public Transport {
     ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                     UCP_EP_PARAM_FIELD_ERR_HANDLER;
     ep.address = reinterpret_cast<const ucp_address_t*>(remote.data());
-    // Peer error mode: a dead peer fails this endpoint's requests instead of hanging them.
-    ep.err_mode = std::getenv("XPEER") ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
+    // No peer error mode: with it, UCX 1.13 leaves out its shared-memory transports (a 4x loss
+    // between local ranks, measured with ringlink-ring-pass). A dead peer is reported by the
+    // communicator's watch channel instead, and a silent one by its deadline.
+    ep.err_mode = UCP_ERR_HANDLING_MODE_NONE;
     ep.err_handler.cb = &UcxConnection::on_error;
     ep.err_handler.arg = conn.get();
     ucp_ep_h h = nullptr;
@@ -152,6 +156,11 @@ class UcxTransport final : public Transport {
 
   bool progress() override { return ucp_worker_progress(worker_) != 0; }
 
+  LinkEstimate link_estimate() const override {
+    // Measured on a 2-core VM with ringlink-bench p2p (docs/collectives.md).
+    return shared_memory_ ? LinkEstimate{1.0, 6.0} : LinkEstimate{12.0, 2.0};
+  }
+
   ucp_worker_h worker() const { return worker_; }
   int rank() const { return rank_; }
 
@@ -161,7 +170,16 @@ class UcxTransport final : public Transport {
       throw TransportError(rank_, -1, "ucx init", fmt::format("{} failed: {}", what, ucs_status_string(s)));
   }
 
+  // True when UCX may use shared memory between every pair of ranks (all on this host).
+  static bool excludes_shared_memory(std::string_view tls) {
+    if (tls.empty() || tls.front() == '^') return false;
+    for (const char* t : {"all", "sm", "shm", "posix", "sysv", "cma", "knem", "xpmem"})
+      if (tls.find(t) != std::string_view::npos) return false;
+    return true;
+  }
+
   int rank_;
+  bool shared_memory_ = false;
   ucp_context_h context_ = nullptr;
   ucp_worker_h worker_ = nullptr;
   std::vector<std::byte> address_;

@@ -1,0 +1,100 @@
+// Pieces every collective schedule uses: element ranges, staging slots, request bookkeeping.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "comm/operation.h"
+#include "ringlink/types.h"
+#include "transport.h"
+
+namespace ringlink::algo {
+
+// What a collective was asked to do. Pointers are host memory here (CUDA buffers are staged
+// before an algorithm sees them).
+struct Args {
+  const std::byte* send = nullptr;
+  std::byte* recv = nullptr;
+  size_t count = 0;  // elements (per rank block for reduce_scatter and allgather)
+  DataType type = DataType::Float32;
+  ReduceOp op = ReduceOp::Sum;
+  int root = 0;
+  size_t elem() const { return size_of(type); }
+};
+
+// [begin, end) in elements.
+struct Range {
+  size_t begin = 0, end = 0;
+  size_t size() const { return end - begin; }
+};
+
+// Part i of n near-equal parts of `total` elements (the first total % n parts get one more).
+inline Range split(size_t total, size_t parts, size_t i) {
+  size_t base = total / parts, extra = total % parts;
+  size_t begin = i * base + (i < extra ? i : extra);
+  return Range{begin, begin + base + (i < extra ? 1 : 0)};
+}
+
+inline Range sub(Range r, size_t parts, size_t i) {
+  Range s = split(r.size(), parts, i);
+  return Range{r.begin + s.begin, r.begin + s.end};
+}
+
+inline int mod(int a, int n) { return ((a % n) + n) % n; }
+
+// Fixed-size staging slots carved from one buffer the engine allocated, touched and registered
+// once. Receives that must be combined with local data land here.
+class StagingPool {
+ public:
+  StagingPool(std::byte* base, size_t slot_bytes, int slots, MemoryRegion* mr)
+      : base_(base), slot_bytes_(slot_bytes), slots_(slots), mr_(mr) {
+    for (int i = slots - 1; i >= 0; --i) free_.push_back(i);
+  }
+  size_t slot_bytes() const { return slot_bytes_; }
+  int slots() const { return slots_; }
+  int available() const { return static_cast<int>(free_.size()); }
+  MemoryRegion* mr() const { return mr_; }
+  // -1 when none is free.
+  int acquire() {
+    if (free_.empty()) return -1;
+    int s = free_.back();
+    free_.pop_back();
+    return s;
+  }
+  void release(int s) {
+    if (s >= 0) free_.push_back(s);
+  }
+  std::byte* at(int s) const { return base_ + static_cast<size_t>(s) * slot_bytes_; }
+
+ private:
+  std::byte* base_;
+  size_t slot_bytes_;
+  int slots_;
+  MemoryRegion* mr_;
+  std::vector<int> free_;
+};
+
+// An in-flight send, with the staging slot to give back when it completes (-1: none).
+struct PendingSend {
+  std::unique_ptr<Request> req;
+  int slot = -1;
+};
+
+// Posting helpers that skip empty messages: both sides compute the same lengths, so a 0-element
+// chunk is simply not sent.
+inline std::unique_ptr<Request> post_send(detail::OpContext& ctx, int peer, const void* p, size_t bytes, Tag tag,
+                                          MemoryRegion* mr = nullptr) {
+  if (bytes == 0) return nullptr;
+  return ctx.peer(peer).isend(p, bytes, mr, tag);
+}
+inline std::unique_ptr<Request> post_recv(detail::OpContext& ctx, int peer, void* p, size_t bytes, Tag tag,
+                                          MemoryRegion* mr = nullptr) {
+  if (bytes == 0) return nullptr;
+  return ctx.peer(peer).irecv(p, bytes, mr, tag);
+}
+// A null request counts as done.
+inline bool done(std::unique_ptr<Request>& r) { return !r || r->test(); }
+
+}  // namespace ringlink::algo

@@ -1,0 +1,167 @@
+#include "algorithms/small.h"
+
+#include <cstring>
+
+#include "reduce/reduce.h"
+
+namespace ringlink::algo {
+namespace {
+
+// Recursive doubling over the largest power of two p <= n. Ranks p..n-1 first hand their data
+// to rank r-p and get the result back at the end. In each round partners combine as
+// op(lower rank's value, higher rank's value), so both compute bitwise the same result.
+class RecursiveDoubling final : public detail::Operation {
+ public:
+  RecursiveDoubling(Args a, int rank, int size) : a_(a), rank_(rank), n_(size) {
+    p_ = 1;
+    while (p_ * 2 <= n_) p_ *= 2;
+    rounds_ = 0;
+    for (int x = p_; x > 1; x >>= 1) ++rounds_;
+  }
+  const char* name() const override { return "allreduce"; }
+  int waiting_on() const override { return partner_; }
+
+  void start(detail::OpContext& ctx) override {
+    pool_ = ctx.staging;
+    bytes_ = a_.count * a_.elem();
+    if (a_.recv != a_.send && bytes_) std::memcpy(a_.recv, a_.send, bytes_);
+    slot_ = pool_->acquire();  // the engine guarantees one free slot for a lone collective
+    stage_ = rank_ >= p_ ? Stage::ExtraSend : (rank_ < n_ - p_ ? Stage::FoldIn : Stage::Round);
+  }
+
+  bool advance(detail::OpContext& ctx) override {
+    for (;;) {
+      switch (stage_) {
+        case Stage::ExtraSend:  // rank >= p: give the data to rank - p, wait for the result
+          partner_ = rank_ - p_;
+          if (!posted_) {
+            send_ = post_send(ctx, partner_, a_.recv, bytes_, tag(ctx, 0));
+            recv_ = post_recv(ctx, partner_, a_.recv, bytes_, tag(ctx, 1 + rounds_));
+            posted_ = true;
+          }
+          if (!done(send_) || !done(recv_)) return false;
+          return finish();
+        case Stage::FoldIn:  // rank < n - p: absorb rank + p's data first
+          partner_ = rank_ + p_;
+          if (!posted_) {
+            recv_ = post_recv(ctx, partner_, pool_->at(slot_), bytes_, tag(ctx, 0), pool_->mr());
+            posted_ = true;
+          }
+          if (!done(recv_)) return false;
+          if (bytes_) reduce::combine(a_.recv, a_.recv, pool_->at(slot_), a_.count, a_.type, a_.op);
+          next(Stage::Round);
+          break;
+        case Stage::Round: {
+          if (round_ == rounds_) {
+            next(rank_ < n_ - p_ ? Stage::FoldOut : Stage::Done);
+            break;
+          }
+          partner_ = rank_ ^ (1 << round_);
+          if (!posted_) {
+            recv_ = post_recv(ctx, partner_, pool_->at(slot_), bytes_, tag(ctx, 1 + round_), pool_->mr());
+            send_ = post_send(ctx, partner_, a_.recv, bytes_, tag(ctx, 1 + round_));
+            posted_ = true;
+          }
+          // The send reads our value: it must be out before the value changes.
+          if (!done(recv_) || !done(send_)) return false;
+          if (bytes_) {
+            std::byte* mine = a_.recv;
+            const std::byte* theirs = pool_->at(slot_);
+            if (rank_ < partner_)
+              reduce::combine(mine, mine, theirs, a_.count, a_.type, a_.op);
+            else
+              reduce::combine(mine, theirs, mine, a_.count, a_.type, a_.op);
+          }
+          ++round_;
+          next(Stage::Round);
+          break;
+        }
+        case Stage::FoldOut:
+          partner_ = rank_ + p_;
+          if (!posted_) {
+            if (a_.op == ReduceOp::Avg && bytes_) reduce::divide(a_.recv, a_.count, a_.type, n_);
+            averaged_ = true;
+            send_ = post_send(ctx, partner_, a_.recv, bytes_, tag(ctx, 1 + rounds_));
+            posted_ = true;
+          }
+          if (!done(send_)) return false;
+          return finish();
+        case Stage::Done:
+          return finish();
+      }
+    }
+  }
+
+ private:
+  enum class Stage { ExtraSend, FoldIn, Round, FoldOut, Done };
+  Tag tag(const detail::OpContext& ctx, int step) const { return ctx.tag_base + static_cast<Tag>(step); }
+  void next(Stage s) {
+    stage_ = s;
+    posted_ = false;
+    send_.reset();
+    recv_.reset();
+    touch();
+  }
+  bool finish() {
+    // Extra ranks receive the finished (already averaged) result.
+    if (!averaged_ && rank_ < p_ && a_.op == ReduceOp::Avg && bytes_) reduce::divide(a_.recv, a_.count, a_.type, n_);
+    averaged_ = true;
+    pool_->release(slot_);
+    slot_ = -1;
+    return true;
+  }
+
+  Args a_;
+  int rank_, n_, p_, rounds_;
+  int round_ = 0;
+  int partner_ = -1;
+  size_t bytes_ = 0;
+  StagingPool* pool_ = nullptr;
+  int slot_ = -1;
+  Stage stage_ = Stage::Round;
+  bool posted_ = false;
+  bool averaged_ = false;
+  std::unique_ptr<Request> send_, recv_;
+};
+
+// Dissemination barrier: in round k every rank signals rank + 2^k and waits for rank - 2^k.
+// After ceil(log2 n) rounds every rank has (transitively) heard from every other.
+class Barrier final : public detail::Operation {
+ public:
+  Barrier(int rank, int size) : rank_(rank), n_(size) {}
+  const char* name() const override { return "barrier"; }
+  int waiting_on() const override { return mod(rank_ - (1 << round_), n_); }
+  void start(detail::OpContext&) override {}
+  bool advance(detail::OpContext& ctx) override {
+    while ((1 << round_) < n_) {
+      int dist = 1 << round_;
+      if (!posted_) {
+        recv_ = ctx.peer(mod(rank_ - dist, n_)).irecv(&sink_, 0, nullptr, ctx.tag_base + static_cast<Tag>(round_));
+        send_ = ctx.peer(mod(rank_ + dist, n_)).isend(&sink_, 0, nullptr, ctx.tag_base + static_cast<Tag>(round_));
+        posted_ = true;
+      }
+      if (!recv_->test() || !send_->test()) return false;
+      ++round_;
+      posted_ = false;
+      touch();
+    }
+    return true;
+  }
+
+ private:
+  int rank_, n_;
+  int round_ = 0;
+  bool posted_ = false;
+  char sink_ = 0;
+  std::unique_ptr<Request> send_, recv_;
+};
+
+}  // namespace
+
+std::unique_ptr<detail::Operation> make_recursive_doubling_allreduce(const Args& args, int rank, int size) {
+  return std::make_unique<RecursiveDoubling>(args, rank, size);
+}
+
+std::unique_ptr<detail::Operation> make_barrier(int rank, int size) { return std::make_unique<Barrier>(rank, size); }
+
+}  // namespace ringlink::algo

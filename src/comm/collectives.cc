@@ -1,0 +1,215 @@
+// The collective calls of Communicator: check arguments, pick an algorithm, submit the schedule.
+#include <cstring>
+#include <mutex>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "algorithms/common.h"
+#include "algorithms/ring.h"
+#include "algorithms/select.h"
+#include "algorithms/small.h"
+#include "algorithms/tree.h"
+#include "comm/cuda_staging.h"
+#include "comm/engine.h"
+#include "common/cuda_driver.h"
+#include "common/log.h"
+#include "ringlink/communicator.h"
+
+namespace ringlink {
+
+using detail::Engine;
+using detail::Operation;
+
+namespace {
+
+// One rank: the result is the input, put where the caller wants it.
+class LocalCopy final : public Operation {
+ public:
+  LocalCopy(const char* name, const void* src, void* dst, size_t bytes)
+      : name_(name), src_(src), dst_(dst), bytes_(bytes) {}
+  const char* name() const override { return name_; }
+  void start(detail::OpContext&) override {
+    if (dst_ && src_ && dst_ != src_ && bytes_) std::memmove(dst_, src_, bytes_);
+  }
+  bool advance(detail::OpContext&) override { return true; }
+
+ private:
+  const char* name_;
+  const void* src_;
+  void* dst_;
+  size_t bytes_;
+};
+
+void check_buffers(const Engine& e, const char* op, const void* send, const void* recv, size_t count, DataType type,
+                   bool send_needed = true, bool recv_needed = true) {
+  if (count == 0) return;
+  if (count > SIZE_MAX / size_of(type))
+    throw InvalidArgumentError(e.rank(), -1, op, fmt::format("count {} overflows the address space", count));
+  if (send_needed && !send) throw InvalidArgumentError(e.rank(), -1, op, "the send buffer is null");
+  if (recv_needed && !recv) throw InvalidArgumentError(e.rank(), -1, op, "the receive buffer is null");
+}
+
+void check_root(const Engine& e, const char* op, int root) {
+  if (root < 0 || root >= e.size())
+    throw InvalidArgumentError(e.rank(), root, op, fmt::format("root {} is out of range for {} ranks", root, e.size()));
+}
+
+// Logs each distinct (collective, size, choice) once at INFO, so a training run's log stays
+// short. `describe` runs only when INFO is on: the latency path formats nothing.
+template <typename Describe>
+void log_choice(const Engine& e, const char* op, size_t bytes, Describe describe) {
+  if (!log::enabled(LogLevel::Info)) return;
+  static std::mutex mu;
+  static std::set<std::string> seen;
+  std::string what = describe();
+  std::string key = fmt::format("{} {} {} {}", static_cast<const void*>(&e), op, bytes, what);
+  std::lock_guard lk(mu);
+  if (seen.insert(key).second) log::info("{} of {} bytes over {} ranks: {}", op, bytes, e.size(), what);
+}
+
+algo::Args args_of(const void* send, void* recv, size_t count, DataType type, ReduceOp op = ReduceOp::Sum,
+                   int root = 0) {
+  return algo::Args{static_cast<const std::byte*>(send), static_cast<std::byte*>(recv), count, type, op, root};
+}
+
+std::unique_ptr<Operation> plan_allreduce(const Engine& e, const algo::Args& a) {
+  const size_t bytes = a.count * a.elem();
+  if (e.size() == 1) return std::make_unique<LocalCopy>("allreduce", a.send, a.recv, bytes);
+  auto c = algo::choose_allreduce(bytes, e.size(), e.algorithm(), bytes <= e.slot_bytes(), e.cost_model(),
+                                  e.chunk_bytes());
+  log_choice(e, "allreduce", bytes, [&] {
+    return fmt::format("{} (model: ring {:.1f} us, tree {:.1f} us, recursive doubling {})", algo::to_string(c.algo),
+                       c.ring_us, c.tree_us, c.rd_us < 0 ? std::string("n/a") : fmt::format("{:.1f} us", c.rd_us));
+  });
+  switch (c.algo) {
+    case algo::AllreduceAlgo::RecursiveDoubling:
+      return algo::make_recursive_doubling_allreduce(a, e.rank(), e.size());
+    case algo::AllreduceAlgo::Tree:
+      return algo::make_tree_allreduce(a, e.rank(), e.size(), e.chunk_bytes(), e.pipeline_depth());
+    case algo::AllreduceAlgo::Ring:
+      break;
+  }
+  return algo::make_ring(algo::RingMode::AllReduce, a, e.rank(), e.size(), e.chunk_bytes(), e.pipeline_depth());
+}
+
+std::unique_ptr<Operation> plan_rooted(const Engine& e, const algo::Args& a, bool reduce) {
+  const size_t bytes = a.count * a.elem();
+  const char* name = reduce ? "reduce" : "broadcast";
+  if (e.size() == 1) return std::make_unique<LocalCopy>(name, a.send, a.recv, bytes);
+  auto shape = algo::choose_rooted_shape(bytes, e.size(), e.algorithm(), e.cost_model(), e.chunk_bytes());
+  auto tree_shape = shape == algo::RootedShape::Chain ? algo::TreeShape::Chain : algo::TreeShape::Binary;
+  log_choice(e, name, bytes, [&] { return std::string(shape == algo::RootedShape::Chain ? "pipelined chain" : "binary tree"); });
+  if (reduce) return algo::make_tree_reduce(a, e.rank(), e.size(), tree_shape, e.chunk_bytes(), e.pipeline_depth());
+  return algo::make_tree_broadcast(a, e.rank(), e.size(), tree_shape, e.chunk_bytes(), e.pipeline_depth());
+}
+
+// Device buffers are staged through host memory around the host schedule.
+std::unique_ptr<Operation> with_staging(const char* name, const void* send, size_t send_bytes, void* recv,
+                                        size_t recv_bytes, detail::HostPlan plan) {
+  if (cuda::available() && (cuda::is_device_pointer(send) || cuda::is_device_pointer(recv)))
+    return detail::stage_through_host(name, send, send_bytes, recv, recv_bytes, std::move(plan));
+  return plan(static_cast<const std::byte*>(send), static_cast<std::byte*>(recv));
+}
+
+// Each collective: validate on the calling thread (argument errors never reach the engine),
+// plan, submit; the blocking form waits, driving the engine itself.
+
+std::unique_ptr<Operation> allreduce_op(const Engine& e, const void* send, void* recv, size_t count, DataType type,
+                                        ReduceOp op) {
+  check_buffers(e, "allreduce", send, recv, count, type);
+  size_t bytes = count * size_of(type);
+  return with_staging("allreduce", send, bytes, recv, bytes, [&e, count, type, op](const std::byte* s, std::byte* r) {
+    return plan_allreduce(e, args_of(s, r, count, type, op));
+  });
+}
+
+std::unique_ptr<Operation> reduce_scatter_op(const Engine& e, const void* send, void* recv, size_t count, DataType type,
+                                             ReduceOp op) {
+  check_buffers(e, "reduce_scatter", send, recv, count, type);
+  size_t bytes = count * size_of(type);
+  return with_staging("reduce_scatter", send, bytes * static_cast<size_t>(e.size()), recv, bytes,
+                      [&e, count, type, op](const std::byte* s, std::byte* r) -> std::unique_ptr<Operation> {
+                        if (e.size() == 1) return std::make_unique<LocalCopy>("reduce_scatter", s, r, count * size_of(type));
+                        log_choice(e, "reduce_scatter", count * size_of(type) * static_cast<size_t>(e.size()), [] { return std::string("ring"); });
+                        return algo::make_ring(algo::RingMode::ReduceScatter, args_of(s, r, count, type, op), e.rank(),
+                                               e.size(), e.chunk_bytes(), e.pipeline_depth());
+                      });
+}
+
+std::unique_ptr<Operation> allgather_op(const Engine& e, const void* send, void* recv, size_t count, DataType type) {
+  check_buffers(e, "allgather", send, recv, count, type);
+  size_t bytes = count * size_of(type);
+  return with_staging("allgather", send, bytes, recv, bytes * static_cast<size_t>(e.size()),
+                      [&e, count, type](const std::byte* s, std::byte* r) -> std::unique_ptr<Operation> {
+                        if (e.size() == 1) return std::make_unique<LocalCopy>("allgather", s, r, count * size_of(type));
+                        log_choice(e, "allgather", count * size_of(type) * static_cast<size_t>(e.size()), [] { return std::string("ring"); });
+                        return algo::make_ring(algo::RingMode::AllGather, args_of(s, r, count, type), e.rank(),
+                                               e.size(), e.chunk_bytes(), e.pipeline_depth());
+                      });
+}
+
+std::unique_ptr<Operation> rooted_op(const Engine& e, bool reduce, const void* send, void* recv, size_t count,
+                                     DataType type, ReduceOp op, int root) {
+  const char* name = reduce ? "reduce" : "broadcast";
+  check_root(e, name, root);
+  const bool is_root = e.rank() == root;
+  // broadcast reads send on the root only; reduce writes recv on the root only.
+  check_buffers(e, name, send, recv, count, type, reduce || is_root, !reduce || is_root);
+  if (reduce && !is_root) recv = nullptr;
+  if (!reduce && !is_root) send = nullptr;
+  size_t bytes = count * size_of(type);
+  return with_staging(name, send, send ? bytes : 0, recv, recv ? bytes : 0,
+                      [&e, reduce, count, type, op, root](const std::byte* s, std::byte* r) {
+                        return plan_rooted(e, args_of(s, r, count, type, op, root), reduce);
+                      });
+}
+
+}  // namespace
+
+Work Communicator::iallreduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op) {
+  return Work(engine_->submit(allreduce_op(*engine_, sendbuf, recvbuf, count, type, op), true));
+}
+void Communicator::allreduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op) {
+  Work(engine_->submit(allreduce_op(*engine_, sendbuf, recvbuf, count, type, op), false)).wait();
+}
+
+Work Communicator::ireduce_scatter(const void* sendbuf, void* recvbuf, size_t recvcount, DataType type, ReduceOp op) {
+  return Work(engine_->submit(reduce_scatter_op(*engine_, sendbuf, recvbuf, recvcount, type, op), true));
+}
+void Communicator::reduce_scatter(const void* sendbuf, void* recvbuf, size_t recvcount, DataType type, ReduceOp op) {
+  Work(engine_->submit(reduce_scatter_op(*engine_, sendbuf, recvbuf, recvcount, type, op), false)).wait();
+}
+
+Work Communicator::iallgather(const void* sendbuf, void* recvbuf, size_t sendcount, DataType type) {
+  return Work(engine_->submit(allgather_op(*engine_, sendbuf, recvbuf, sendcount, type), true));
+}
+void Communicator::allgather(const void* sendbuf, void* recvbuf, size_t sendcount, DataType type) {
+  Work(engine_->submit(allgather_op(*engine_, sendbuf, recvbuf, sendcount, type), false)).wait();
+}
+
+Work Communicator::ibroadcast(const void* sendbuf, void* recvbuf, size_t count, DataType type, int root) {
+  return Work(engine_->submit(rooted_op(*engine_, false, sendbuf, recvbuf, count, type, ReduceOp::Sum, root), true));
+}
+void Communicator::broadcast(const void* sendbuf, void* recvbuf, size_t count, DataType type, int root) {
+  Work(engine_->submit(rooted_op(*engine_, false, sendbuf, recvbuf, count, type, ReduceOp::Sum, root), false)).wait();
+}
+
+Work Communicator::ireduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op, int root) {
+  return Work(engine_->submit(rooted_op(*engine_, true, sendbuf, recvbuf, count, type, op, root), true));
+}
+void Communicator::reduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op, int root) {
+  Work(engine_->submit(rooted_op(*engine_, true, sendbuf, recvbuf, count, type, op, root), false)).wait();
+}
+
+namespace {
+std::unique_ptr<Operation> plan_barrier(const Engine& e) {
+  if (e.size() == 1) return std::make_unique<LocalCopy>("barrier", nullptr, nullptr, 0);
+  return algo::make_barrier(e.rank(), e.size());
+}
+}  // namespace
+
+Work Communicator::ibarrier() { return Work(engine_->submit(plan_barrier(*engine_), true)); }
+void Communicator::barrier() { Work(engine_->submit(plan_barrier(*engine_), false)).wait(); }
+
+}  // namespace ringlink
