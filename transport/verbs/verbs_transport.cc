@@ -205,6 +205,7 @@ class Link : public std::enable_shared_from_this<Link> {
   uint32_t id_;
   bool connected_ = false;
   bool closed_ = false;
+  bool draining_ = false;
   std::vector<Qp> qps_;
   Qp control_;  // the control QP: eager messages and credit returns
   std::vector<uint32_t> qpns_;  // data QPs, then the control QP
@@ -316,12 +317,20 @@ class VerbsTransport final : public Transport, public VerbsTransportInfo {
   std::unique_ptr<Connection> connect(int peer, std::span<const std::byte> remote) override;
   std::shared_ptr<MemoryRegion> register_memory(void* ptr, size_t bytes, MemoryKind kind) override;
   bool supports(MemoryKind kind) const override { return kind == MemoryKind::Host || gdr_.direct(); }
+  LinkEstimate link_estimate() const override {
+    // The software verbs: measured with p2p-bench on a 2-core VM (docs/transports.md). Hardware:
+    // the port's signalling rate less protocol overhead, and a typical RC round trip; neither has
+    // been measured here.
+    if (api_.is_soft) return {35.0, 1.5};
+    return {ethernet_ ? 5.0 : 3.0, link_gbit_ > 0 ? link_gbit_ / 8.0 * 0.9 : 10.0};
+  }
   bool progress() override;
   void on_all_connected() override;
 
   MrCache& mr_cache() override { return *cache_; }
   ibv_context* verbs_context() override { return dev_->ctx; }
   GpuDirectMode gpudirect_mode() const override { return gdr_.mode; }
+  uint64_t flushes_issued() const override { return next_flush_; }
 
   // For links.
   const VerbsApi& api() const { return api_; }
@@ -368,6 +377,7 @@ class VerbsTransport final : public Transport, public VerbsTransportInfo {
   int gid_index_ = -1;
   bool ethernet_ = false;
   std::string device_name_;
+  double link_gbit_ = 0;  // the port's data rate, Gb/s (0: unknown)
   GpuDirect gdr_;
   std::unique_ptr<MrCache> cache_;
 
@@ -613,6 +623,7 @@ void Link::drain() {
       q.last_signaled = q.posted;
     }
   };
+  draining_ = true;
   for (uint32_t i = 0; i < qps_.size(); ++i) mark(qps_[i], WrKind::Drain, i);
   mark(control_, WrKind::DrainControl, 0);
   const Deadline deadline = Deadline::after(std::min<milliseconds>(t_.options().timeout, milliseconds(5000)));
@@ -877,6 +888,16 @@ void Link::deliver_eager(const std::shared_ptr<Op>& op, const std::byte* data, u
     op->failed = Failure{ErrorKind::Mismatch,
                          fmt::format("the message from rank {} with tag {} is {} bytes, larger than the {} bytes posted",
                                      peer_, op->tag, size, op->bytes)};
+  } else if (size > 0 && (op->device_buf || op->kind == MemoryKind::Cuda)) {
+    // Into device memory (staged or not): a driver copy, not memcpy.
+    const CudaDriver& cuda = *t_.gdr().cuda;
+    void* dst = op->device_buf ? op->device_buf : op->buf;
+    make_pointer_context_current(cuda, dst);
+    CUresult r = cuda.memcpy_htod(reinterpret_cast<CUdeviceptr>(dst), data, size);
+    if (r != kCudaSuccess)
+      op->failed = Failure{ErrorKind::Transport,
+                           fmt::format("copying a {}-byte eager message to the GPU failed: {}", size, cuda_error_text(cuda, r))};
+    op->result_bytes = size;
   } else {
     if (size) std::memcpy(op->buf, data, size);
     op->result_bytes = size;
@@ -987,7 +1008,8 @@ bool Link::post_data(const std::shared_ptr<Op>& op) {
                                : wire::encode_large(slot, stripes, table, false);
     const uint32_t first = next_qp_++ % nqps;
     const uint64_t chunk = stripes == 1 ? m : ((m + stripes - 1) / stripes + 4095) & ~uint64_t{4095};
-    const bool inlined = stripes == 1 && m <= max_inline_;
+    // Inline data is copied by the CPU inside ibv_post_send: never from device memory.
+    const bool inlined = stripes == 1 && m <= max_inline_ && op->kind == MemoryKind::Host;
     const uint32_t lkey = op->reg ? op->reg->lkey() : 0;
     for (uint32_t s = 0; s < stripes; ++s) {
       const uint32_t qp = (first + s) % nqps;
@@ -1274,7 +1296,10 @@ void Link::on_error(const ibv_wc& wc, const WrId& id) {
 
 void Link::fail(Failure f) {
   if (failure_ && !(failure_->weak && !f.weak)) return;
-  if (!failure_ || failure_->weak) log::info("verbs: connection to rank {} failed: {}", peer_, f.detail);
+  if (draining_)
+    log::trace("verbs: closing the connection to rank {}: {}", peer_, f.detail);  // the peer closed first
+  else if (!failure_ || failure_->weak)
+    log::info("verbs: connection to rank {} failed: {}", peer_, f.detail);
   failure_ = std::move(f);
 }
 
@@ -1365,6 +1390,14 @@ void VerbsTransport::open(const TransportSetup&) {
   if (api_.query_device(dev_->ctx, &dev_attr_) != 0 || api_.query_port(dev_->ctx, port_num_, &port_attr_) != 0)
     throw TransportError(rank_, -1, "create transport",
                          fmt::format("verbs unavailable: querying {} port {} failed", device_name_, port_num_));
+  {
+    const int lanes = port_attr_.active_width == 1 ? 1 : port_attr_.active_width == 2 ? 4 : port_attr_.active_width == 4 ? 8
+                      : port_attr_.active_width == 8 ? 12 : port_attr_.active_width == 16 ? 2 : 0;
+    const double per_lane = port_attr_.active_speed == 1 ? 2.5 : port_attr_.active_speed == 2 ? 5 : port_attr_.active_speed == 4 ? 10
+                            : port_attr_.active_speed == 8 ? 10 : port_attr_.active_speed == 16 ? 14 : port_attr_.active_speed == 32 ? 25
+                            : port_attr_.active_speed == 64 ? 50 : port_attr_.active_speed == 128 ? 100 : 0;
+    link_gbit_ = lanes * per_lane;
+  }
   if (gid_index_ >= 0 && api_.query_gid(dev_->ctx, port_num_, gid_index_, &gid_) != 0)
     throw TransportError(rank_, -1, "create transport",
                          fmt::format("reading GID {} of {} port {} failed", gid_index_, device_name_, port_num_));

@@ -27,6 +27,7 @@ class VerbsTransportInfo {
   virtual MrCache& mr_cache() = 0;
   virtual ibv_context* verbs_context() = 0;  // to arm soft-verbs faults in tests
   virtual GpuDirectMode gpudirect_mode() const = 0;
+  virtual uint64_t flushes_issued() const = 0;  // GPUDirect flush reads so far
 };
 
 }  // namespace ringlink::verbs
