@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <chrono>
 #include <functional>
 #include <numeric>
@@ -293,6 +294,21 @@ TEST(VerbsTransport, MrCacheRegistersUserBuffersOnceAndHonoursInvalidation) {
   EXPECT_EQ(cache.stats().misses, misses);
   std::vector<uint8_t> elsewhere(64);
   EXPECT_THROW(p.c[0]->isend(elsewhere.data(), 64, region.get(), 2), InvalidArgumentError);
+}
+
+TEST(VerbsTransport, WithoutTheCacheUserBuffersAreRegisteredPerMessage) {
+  ::setenv("RINGLINK_IB_MR_CACHE", "0", 1);
+  Pair p;
+  ::unsetenv("RINGLINK_IB_MR_CACHE");
+  std::vector<uint8_t> a(1 << 20, 4), r(1 << 20);
+  for (int i = 0; i < 3; ++i) {
+    auto rr = p.c[1]->irecv(r.data(), r.size(), nullptr, 2);
+    auto ss = p.c[0]->isend(a.data(), a.size(), nullptr, 2);
+    ASSERT_TRUE(p.drive({&rr, &ss}));
+  }
+  EXPECT_EQ(r, a);
+  EXPECT_EQ(p.info(0).mr_cache().stats().misses, 0u) << "user buffers bypass the cache";
+  EXPECT_EQ(p.info(0).mr_cache().stats().entries, 0u);
 }
 
 // An injected fault must surface as the right typed error on the rank that sees it, naming the

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <cstring>
 #include <deque>
@@ -345,6 +346,14 @@ class VerbsTransport final : public Transport, public VerbsTransportInfo {
   uint32_t max_qp_wr() const { return static_cast<uint32_t>(dev_attr_.max_qp_wr); }
   const GpuDirect& gdr() const { return gdr_; }
   MrCache& cache() { return *cache_; }
+  // A user buffer's registration: from the cache, or (RINGLINK_IB_MR_CACHE=0, host memory) made
+  // for this message and released after it.
+  std::shared_ptr<Registration> user_registration(const void* buf, size_t bytes, MemoryKind kind) {
+    if (cache_user_buffers_ || kind != MemoryKind::Host) return cache_->acquire(buf, bytes, kind);
+    const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE)), p = reinterpret_cast<uintptr_t>(buf);
+    const uintptr_t start = p & ~(page - 1), end = (p + bytes + page - 1) & ~(page - 1);
+    return register_range(start, end - start, kind);
+  }
   const std::optional<Failure>& transport_failure() const { return transport_failure_; }
   void add_hungry(Link* l);
   void register_qp(uint32_t qpn, Link* l) { qp_links_[qpn] = l; }
@@ -377,6 +386,7 @@ class VerbsTransport final : public Transport, public VerbsTransportInfo {
   int gid_index_ = -1;
   bool ethernet_ = false;
   std::string device_name_;
+  bool cache_user_buffers_ = true;  // RINGLINK_IB_MR_CACHE
   double link_gbit_ = 0;  // the port's data rate, Gb/s (0: unknown)
   GpuDirect gdr_;
   std::unique_ptr<MrCache> cache_;
@@ -690,7 +700,7 @@ std::shared_ptr<Registration> Link::registration(std::byte* buf, size_t bytes, M
   }
   if (kind == MemoryKind::Cuda && !t_.gdr().direct()) return nullptr;  // staged
   if (kind == MemoryKind::Host && defer_host) return nullptr;
-  return t_.cache().acquire(buf, bytes, kind);
+  return t_.user_registration(buf, bytes, kind);
 }
 
 // CUDA memory without GPUDirect: the message goes through a registered host buffer.
@@ -971,7 +981,7 @@ void Link::match(const std::shared_ptr<Op>& op, const wire::CtsEntry& cts) {
   // Small messages are registered only when they do not go eagerly.
   if (!op->reg && op->bytes > 0 && !failure_) {
     try {
-      op->reg = t_.cache().acquire(op->buf, op->bytes, op->kind);
+      op->reg = t_.user_registration(op->buf, op->bytes, op->kind);
     } catch (const Error& e) {
       op->failed = Failure{e.kind(), e.detail()};
       finish(op);
@@ -1411,6 +1421,7 @@ void VerbsTransport::open(const TransportSetup&) {
   if (!dev_->cq) throw TransportError(rank_, -1, "create transport", fmt::format("ibv_create_cq({}) failed: {}", cqe, std::strerror(errno)));
 
   gdr_ = detect_gpudirect(api_, dev_->pd);
+  if (const char* v = std::getenv("RINGLINK_IB_MR_CACHE"); v && std::string(v) == "0") cache_user_buffers_ = false;
   cache_ = std::make_unique<MrCache>(
       [this](uintptr_t start, size_t length, MemoryKind kind) { return register_range(start, length, kind); },
       kMrCacheBytes,
