@@ -458,12 +458,19 @@ Link::Link(VerbsTransport& t, int peer, uint32_t id)
   reader_ = wire::CtsReader(fifo_in_, depth_);
 
   const int nqps = t_.options().ib_qps;
-  for (int i = 0; i < nqps; ++i) {
-    Qp q;
-    q.qp = make_qp(depth_);
-    qps_.push_back(q);
+  try {
+    for (int i = 0; i < nqps; ++i) {
+      Qp q;
+      q.qp = make_qp(depth_);
+      qps_.push_back(q);
+    }
+    control_.qp = make_qp(wire::kEagerSlots);
+  } catch (...) {
+    // No destructor runs for a half-built link: release what it has.
+    for (auto& q : qps_) api_.destroy_qp(q.qp);
+    api_.dereg_mr(ctrl_mr_);
+    throw;
   }
-  control_.qp = make_qp(wire::kEagerSlots);
   for (auto& q : qps_) qpns_.push_back(q.qp->qp_num);
   qpns_.push_back(control_.qp->qp_num);
   for (uint32_t qpn : qpns_) t_.register_qp(qpn, this);
