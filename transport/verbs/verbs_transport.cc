@@ -1353,6 +1353,13 @@ void Link::cancel(const std::shared_ptr<Op>& op) {
     ready_.erase(std::remove(ready_.begin(), ready_.end(), op), ready_.end());
   } else {
     cts_backlog_.erase(std::remove(cts_backlog_.begin(), cts_backlog_.end(), op), cts_backlog_.end());
+    // Its message, should it come eagerly, is dropped rather than copied into a buffer the caller
+    // may have freed. (One already cleared to send may still be written there: RDMA cannot be
+    // recalled.)
+    if (auto pit = posted_recvs_.find(op->tag); pit != posted_recvs_.end()) {
+      pit->second.erase(op->msn);
+      if (pit->second.empty()) posted_recvs_.erase(pit);
+    }
   }
   op->done = true;  // later ops of the same tag need not wait for it
   settle(*op);
