@@ -1,8 +1,10 @@
-// Point-to-point benchmark between ranks 0 and 1 over whatever transport the environment picks:
-//   ringlink-run -n 2 -- build/tests/verbs/p2p-bench [--iters N] [--max-bytes B]
-// Latency: ping-pong, half the round trip, median over iterations. Bandwidth: a window of
-// messages one way then a 1-byte acknowledgement, median over repetitions. Every received byte
-// is checked; "wrong" counts the bytes that differ. Prints figures; never fails on time.
+// Point-to-point and allreduce benchmark over whatever transport the environment picks:
+//   ringlink-run -n N -- build/tests/verbs/p2p-bench [--iters N] [--max-bytes B]
+// Point-to-point, between ranks 0 and 1: latency by ping-pong (half the round trip, median over
+// iterations); bandwidth by a window of messages one way then a 1-byte acknowledgement (median
+// over repetitions). Allreduce, every rank: float sums, median time, bus bandwidth as
+// nccl-tests defines it (algbw * 2(n-1)/n). Every received byte and element is checked; "wrong"
+// counts those that differ. Prints figures; never fails on time.
 #include <ringlink/ringlink.h>
 
 #include <algorithm>
@@ -39,8 +41,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "p2p-bench needs two ranks\n");
     return 2;
   }
-  if (me > 1) return 0;  // extra ranks idle
-  const int peer = 1 - me;
+  const int peer = me == 0 ? 1 : 0;
   std::vector<size_t> sizes;
   for (size_t s = 8; s <= max_bytes; s *= 8) sizes.push_back(s);
   if (sizes.back() != max_bytes) sizes.push_back(max_bytes);
@@ -57,7 +58,7 @@ int main(int argc, char** argv) {
   if (me == 0)
     std::printf("# p2p over %s\n# %10s %14s %14s %10s\n", c.transport_name().c_str(), "bytes", "latency_us",
                 "bandwidth_GB/s", "wrong");
-  for (size_t bytes : sizes) {
+  for (size_t bytes : me <= 1 ? sizes : std::vector<size_t>{}) {
     // Latency: ping-pong.
     const int lat_iters = bytes <= (1u << 20) ? iters : std::max(5, iters / 20);
     std::vector<double> lat;
@@ -106,6 +107,35 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     wrong = 0;
+  }
+
+  // Allreduce over every rank.
+  const int n = c.size();
+  if (me == 0)
+    std::printf("# allreduce (float, sum) over %d ranks\n# %10s %14s %14s %10s\n", n, "bytes", "time_us", "busbw_GB/s",
+                "wrong");
+  for (size_t bytes = 1024; bytes <= max_bytes; bytes *= 16) {
+    const size_t count = bytes / sizeof(float);
+    std::vector<float> data(count);
+    std::vector<double> times;
+    uint64_t bad = 0;
+    const int reps = bytes >= (16u << 20) ? 5 : 20;
+    for (int rep = -1; rep < reps; ++rep) {
+      for (size_t i = 0; i < count; ++i) data[i] = static_cast<float>((me + 1) * static_cast<int>(i % 7 + 1));
+      auto t0 = Clock::now();
+      c.allreduce(data.data(), count, ringlink::DataType::Float32, ringlink::ReduceOp::Sum);
+      if (rep >= 0) times.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+      const float ranks_sum = static_cast<float>(n * (n + 1) / 2);
+      for (size_t i = 0; i < count; ++i) bad += data[i] != ranks_sum * static_cast<float>(i % 7 + 1);
+    }
+    uint64_t total_bad = 0;
+    c.allreduce(&bad, &total_bad, 1, ringlink::DataType::Int64, ringlink::ReduceOp::Sum);
+    if (me == 0) {
+      double us = median(times);
+      double busbw = static_cast<double>(bytes) / (us * 1e-6) / 1e9 * 2.0 * (n - 1) / n;
+      std::printf("  %10zu %14.1f %14.3f %10llu\n", bytes, us, busbw, static_cast<unsigned long long>(total_bad));
+      std::fflush(stdout);
+    }
   }
   return 0;
 }
