@@ -1,0 +1,138 @@
+#include "train/checkpoint.h"
+
+#include <filesystem>
+#include <stdexcept>
+
+#include "train/amp.h"
+#include "train/optimizer.h"
+
+namespace yolo {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+void write_module(torch::serialize::OutputArchive& ar, const std::string& prefix, YoloModel& m) {
+  for (const auto& kv : m->named_parameters(true)) ar.write(prefix + kv.key(), kv.value().detach().to(torch::kCPU));
+  for (const auto& kv : m->named_buffers(true))
+    ar.write(prefix + kv.key(), kv.value().detach().to(torch::kCPU), /*is_buffer=*/true);
+}
+
+bool read_module(torch::serialize::InputArchive& ar, const std::string& prefix, YoloModel& m, bool must) {
+  torch::NoGradGuard no_grad;
+  for (const auto& kv : m->named_parameters(true)) {
+    torch::Tensor t;
+    if (!ar.try_read(prefix + kv.key(), t)) {
+      if (must) throw std::runtime_error("checkpoint lacks " + prefix + kv.key());
+      return false;
+    }
+    if (t.sizes() != kv.value().sizes()) throw std::runtime_error("checkpoint shape mismatch for " + prefix + kv.key());
+    kv.value().copy_(t);
+  }
+  for (const auto& kv : m->named_buffers(true)) {
+    torch::Tensor t;
+    if (!ar.try_read(prefix + kv.key(), t, /*is_buffer=*/true)) {
+      if (must) throw std::runtime_error("checkpoint lacks " + prefix + kv.key());
+      return false;
+    }
+    kv.value().copy_(t);
+  }
+  return true;
+}
+
+std::string read_string(torch::serialize::InputArchive& ar, const std::string& key) {
+  c10::IValue v;
+  if (!ar.try_read(key, v)) return {};
+  return v.toStringRef();
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, YoloModel& model, YoloModel* ema, SGD* opt, const GradScaler* scaler,
+                     const CheckpointMeta& meta) {
+  torch::serialize::OutputArchive ar;
+  write_module(ar, "model.", model);
+  if (ema) write_module(ar, "ema.", *ema);
+  if (opt) {
+    auto& bufs = opt->momentum_buffers();
+    for (size_t g = 0; g < bufs.size(); ++g)
+      for (size_t i = 0; i < bufs[g].size(); ++i)
+        ar.write("optimizer." + std::to_string(g) + "." + std::to_string(i), bufs[g][i].detach().to(torch::kCPU),
+                 true);
+  }
+  if (scaler) ar.write("scaler", scaler->state(), true);
+  ar.write("meta.epoch", c10::IValue(meta.epoch));
+  ar.write("meta.best_fitness", c10::IValue(meta.best_fitness));
+  ar.write("meta.ema_updates", c10::IValue(meta.ema_updates));
+  ar.write("meta.cfg_name", c10::IValue(meta.cfg_name));
+  ar.write("meta.cfg_yaml", c10::IValue(meta.cfg_yaml));
+  std::string names;
+  for (const auto& n : meta.names) names += n + "\n";
+  ar.write("meta.names", c10::IValue(names));
+  ar.write("meta.hyp_yaml", c10::IValue(meta.hyp_yaml));
+  ar.write("meta.opt_yaml", c10::IValue(meta.opt_yaml));
+  const std::string tmp = path + ".tmp";
+  ar.save_to(tmp);
+  fs::rename(tmp, path);
+}
+
+CheckpointMeta read_checkpoint_meta(const std::string& path) {
+  if (!fs::exists(path)) throw std::runtime_error("checkpoint not found: " + path);
+  torch::serialize::InputArchive ar;
+  ar.load_from(path);
+  CheckpointMeta m;
+  c10::IValue v;
+  if (ar.try_read("meta.epoch", v)) m.epoch = v.toInt();
+  if (ar.try_read("meta.best_fitness", v)) m.best_fitness = v.toDouble();
+  if (ar.try_read("meta.ema_updates", v)) m.ema_updates = v.toInt();
+  m.cfg_name = read_string(ar, "meta.cfg_name");
+  m.cfg_yaml = read_string(ar, "meta.cfg_yaml");
+  if (m.cfg_yaml.empty()) throw std::runtime_error("not a yolov5-train checkpoint (no model config): " + path);
+  const std::string names = read_string(ar, "meta.names");
+  size_t start = 0;
+  for (size_t pos; (pos = names.find('\n', start)) != std::string::npos; start = pos + 1)
+    m.names.push_back(names.substr(start, pos - start));
+  m.hyp_yaml = read_string(ar, "meta.hyp_yaml");
+  m.opt_yaml = read_string(ar, "meta.opt_yaml");
+  return m;
+}
+
+void load_weights(const std::string& path, YoloModel& model, const std::string& which) {
+  torch::serialize::InputArchive ar;
+  ar.load_from(path);
+  if (which == "ema" && read_module(ar, "ema.", model, false)) return;
+  read_module(ar, "model.", model, true);
+}
+
+void load_training_state(const std::string& path, SGD* opt, GradScaler* scaler) {
+  torch::serialize::InputArchive ar;
+  ar.load_from(path);
+  if (opt) {
+    auto& groups = opt->groups();
+    auto& bufs = opt->momentum_buffers();
+    bufs.assign(groups.size(), {});
+    for (size_t g = 0; g < groups.size(); ++g) {
+      for (size_t i = 0; i < groups[g].params.size(); ++i) {
+        torch::Tensor t;
+        if (!ar.try_read("optimizer." + std::to_string(g) + "." + std::to_string(i), t, true)) break;
+        bufs[g].push_back(t.to(groups[g].params[i].device()));
+      }
+      if (bufs[g].size() != groups[g].params.size()) bufs[g].clear();
+    }
+  }
+  if (scaler) {
+    torch::Tensor s;
+    if (ar.try_read("scaler", s, true)) scaler->load_state(s);
+  }
+}
+
+YoloModel load_model_from_checkpoint(const std::string& path, CheckpointMeta* meta) {
+  *meta = read_checkpoint_meta(path);
+  auto cfg = parse_model_config(meta->cfg_yaml, meta->cfg_name);
+  if (!meta->names.empty()) cfg.nc = static_cast<int>(meta->names.size());
+  YoloModel model(cfg);
+  load_weights(path, model, "ema");
+  return model;
+}
+
+}  // namespace yolo
