@@ -1,0 +1,107 @@
+#include "transport/verbs/cuda_driver.h"
+
+#include <dlfcn.h>
+
+#include <fmt/format.h>
+
+namespace ringlink::verbs {
+namespace {
+
+struct Loaded {
+  CudaDriver driver;
+  std::string error;
+  bool ok = false;
+};
+
+Loaded load() {
+  Loaded out;
+  void* lib = ::dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    const char* e = ::dlerror();
+    out.error = e ? e : "cannot load libcuda.so.1";
+    return out;
+  }
+  std::string missing;
+  auto sym = [&](auto& slot, const char* name, bool required = true) {
+    void* p = ::dlsym(lib, name);
+    if (!p && required) missing += fmt::format("{}{}", missing.empty() ? "" : ", ", name);
+    slot = reinterpret_cast<std::remove_reference_t<decltype(slot)>>(p);
+  };
+  CudaDriver& d = out.driver;
+  sym(d.init, "cuInit");
+  sym(d.device_get_count, "cuDeviceGetCount");
+  sym(d.device_get, "cuDeviceGet");
+  sym(d.device_get_attribute, "cuDeviceGetAttribute");
+  sym(d.pointer_get_attribute, "cuPointerGetAttribute");
+  sym(d.mem_get_address_range, "cuMemGetAddressRange_v2");
+  sym(d.mem_get_handle_for_address_range, "cuMemGetHandleForAddressRange", false);
+  sym(d.memcpy_htod, "cuMemcpyHtoD_v2");
+  sym(d.memcpy_dtoh, "cuMemcpyDtoH_v2");
+  sym(d.ctx_get_current, "cuCtxGetCurrent");
+  sym(d.ctx_set_current, "cuCtxSetCurrent");
+  sym(d.primary_ctx_retain, "cuDevicePrimaryCtxRetain");
+  sym(d.get_error_string, "cuGetErrorString");
+  sym(d.mem_alloc, "cuMemAlloc_v2");
+  sym(d.mem_free, "cuMemFree_v2");
+  sym(d.memset_d8, "cuMemsetD8_v2");
+  if (!missing.empty()) {
+    out.error = fmt::format("libcuda.so.1 lacks {}", missing);
+    return out;
+  }
+  CUresult r = d.init(0);
+  if (r != kCudaSuccess) {
+    out.error = fmt::format("cuInit failed: {}", cuda_error_text(d, r));
+    return out;
+  }
+  if (d.device_get_count(&d.device_count) != kCudaSuccess || d.device_count == 0) {
+    out.error = "the CUDA driver sees no device";
+    return out;
+  }
+  out.ok = true;
+  return out;
+}
+
+}  // namespace
+
+const CudaDriver* cuda_driver(std::string* why) {
+  static Loaded loaded = load();
+  if (!loaded.ok) {
+    if (why) *why = loaded.error;
+    return nullptr;
+  }
+  return &loaded.driver;
+}
+
+std::string cuda_error_text(const CudaDriver& cuda, CUresult r) {
+  const char* text = nullptr;
+  if (cuda.get_error_string && cuda.get_error_string(r, &text) == kCudaSuccess && text) return fmt::format("{} ({})", text, r);
+  return fmt::format("CUDA error {}", r);
+}
+
+bool is_device_pointer(const CudaDriver& cuda, const void* ptr) {
+  unsigned type = 0;
+  if (cuda.pointer_get_attribute(&type, kCuPointerAttributeMemoryType, reinterpret_cast<CUdeviceptr>(ptr)) !=
+      kCudaSuccess)
+    return false;
+  return type == kCuMemoryTypeDevice;
+}
+
+bool make_pointer_context_current(const CudaDriver& cuda, const void* ptr) {
+  CUcontext ctx = nullptr;
+  if (cuda.pointer_get_attribute(&ctx, kCuPointerAttributeContext, reinterpret_cast<CUdeviceptr>(ptr)) !=
+          kCudaSuccess ||
+      !ctx) {
+    // Memory from the stream-ordered or VMM allocators names no context: use the device's
+    // primary one.
+    int ordinal = -1;
+    if (cuda.pointer_get_attribute(&ordinal, kCuPointerAttributeDeviceOrdinal, reinterpret_cast<CUdeviceptr>(ptr)) !=
+        kCudaSuccess)
+      return false;
+    CUdevice dev = 0;
+    if (cuda.device_get(&dev, ordinal) != kCudaSuccess || cuda.primary_ctx_retain(&ctx, dev) != kCudaSuccess)
+      return false;
+  }
+  return cuda.ctx_set_current(ctx) == kCudaSuccess;
+}
+
+}  // namespace ringlink::verbs

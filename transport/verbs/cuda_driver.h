@@ -1,0 +1,64 @@
+// The few CUDA driver API calls GPUDirect needs, loaded with dlopen("libcuda.so.1") so that
+// nothing in ringlink links CUDA: a host without a GPU driver simply has no CUDA memory.
+// Values below match cuda.h (CUDA 11.7 and later).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace ringlink::verbs {
+
+using CUresult = int;
+using CUdeviceptr = unsigned long long;
+using CUdevice = int;
+using CUcontext = void*;
+
+inline constexpr CUresult kCudaSuccess = 0;
+inline constexpr int kCuPointerAttributeContext = 1;
+inline constexpr int kCuPointerAttributeMemoryType = 2;
+inline constexpr int kCuPointerAttributeBufferId = 7;
+inline constexpr int kCuPointerAttributeDeviceOrdinal = 9;
+inline constexpr unsigned kCuMemoryTypeDevice = 2;
+inline constexpr int kCuDeviceAttributeComputeCapabilityMajor = 75;
+inline constexpr int kCuDeviceAttributeDmaBufSupported = 124;
+inline constexpr int kCuMemRangeHandleTypeDmaBufFd = 1;
+
+struct CudaDriver {
+  CUresult (*init)(unsigned flags) = nullptr;
+  CUresult (*device_get_count)(int* count) = nullptr;
+  CUresult (*device_get)(CUdevice* device, int ordinal) = nullptr;
+  CUresult (*device_get_attribute)(int* value, int attribute, CUdevice device) = nullptr;
+  CUresult (*pointer_get_attribute)(void* data, int attribute, CUdeviceptr ptr) = nullptr;
+  CUresult (*mem_get_address_range)(CUdeviceptr* base, size_t* size, CUdeviceptr ptr) = nullptr;
+  // Optional (CUDA 11.7+): null on older drivers, which then have no dma-buf path.
+  CUresult (*mem_get_handle_for_address_range)(void* handle, CUdeviceptr ptr, size_t size, int type,
+                                               unsigned long long flags) = nullptr;
+  CUresult (*memcpy_htod)(CUdeviceptr dst, const void* src, size_t bytes) = nullptr;
+  CUresult (*memcpy_dtoh)(void* dst, CUdeviceptr src, size_t bytes) = nullptr;
+  CUresult (*ctx_get_current)(CUcontext* ctx) = nullptr;
+  CUresult (*ctx_set_current)(CUcontext ctx) = nullptr;
+  CUresult (*primary_ctx_retain)(CUcontext* ctx, CUdevice device) = nullptr;
+  CUresult (*get_error_string)(CUresult error, const char** text) = nullptr;
+  // Used by tests and the benchmark to make device buffers.
+  CUresult (*mem_alloc)(CUdeviceptr* ptr, size_t bytes) = nullptr;
+  CUresult (*mem_free)(CUdeviceptr ptr) = nullptr;
+  CUresult (*memset_d8)(CUdeviceptr ptr, unsigned char value, size_t bytes) = nullptr;
+
+  int device_count = 0;
+};
+
+// Loads the driver and initialises it once per process. Null (with the reason) when there is no
+// driver library, it fails to initialise, or it sees no device.
+const CudaDriver* cuda_driver(std::string* why = nullptr);
+
+std::string cuda_error_text(const CudaDriver& cuda, CUresult r);
+
+// True when `ptr` is device memory known to the driver (host or unknown pointers: false).
+bool is_device_pointer(const CudaDriver& cuda, const void* ptr);
+
+// Makes the context that owns `ptr` current on the calling thread (for driver copies made from
+// a thread that did not allocate it). Returns false when the pointer is unknown.
+bool make_pointer_context_current(const CudaDriver& cuda, const void* ptr);
+
+}  // namespace ringlink::verbs
