@@ -10,7 +10,7 @@
 
 #include "ringlink/error.h"
 #include "transport.h"
-#include "transport/verbs/cuda_driver.h"
+#include "common/cuda_driver.h"
 #include "transport/verbs/verbs_transport.h"
 
 using namespace std::chrono_literals;
@@ -20,35 +20,35 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-const CudaDriver* cuda_or_skip() {
+const cuda::CudaDriver* cuda_or_skip() {
   std::string why;
-  const CudaDriver* cuda = cuda_driver(&why);
+  const cuda::CudaDriver* cuda = cuda::cuda_driver(&why);
   if (cuda) {
-    CUdevice dev = 0;
-    CUcontext ctx = nullptr;
-    if (cuda->device_get(&dev, 0) == kCudaSuccess && cuda->primary_ctx_retain(&ctx, dev) == kCudaSuccess)
+    cuda::CUdevice dev = 0;
+    cuda::CUcontext ctx = nullptr;
+    if (cuda->device_get(&dev, 0) == cuda::kCudaSuccess && cuda->primary_ctx_retain(&ctx, dev) == cuda::kCudaSuccess)
       cuda->ctx_set_current(ctx);
   }
   return cuda;
 }
 
 #define REQUIRE_CUDA(cuda)                                               \
-  const CudaDriver* cuda = cuda_or_skip();                               \
+  const cuda::CudaDriver* cuda = cuda_or_skip();                               \
   if (!cuda) {                                                           \
     std::string why;                                                     \
-    cuda_driver(&why);                                                   \
+    cuda::cuda_driver(&why);                                                   \
     GTEST_SKIP() << "no GPU with a CUDA driver here: " << why;           \
   }
 
 struct DeviceBuffer {
-  DeviceBuffer(const CudaDriver& c, size_t n) : cuda(c), bytes(n) {
-    EXPECT_EQ(cuda.mem_alloc(&ptr, n ? n : 1), kCudaSuccess);
+  DeviceBuffer(const cuda::CudaDriver& c, size_t n) : cuda(c), bytes(n) {
+    EXPECT_EQ(cuda.mem_alloc(&ptr, n ? n : 1), cuda::kCudaSuccess);
   }
   ~DeviceBuffer() { cuda.mem_free(ptr); }
   void* get() const { return reinterpret_cast<void*>(ptr); }
-  const CudaDriver& cuda;
+  const cuda::CudaDriver& cuda;
   size_t bytes;
-  CUdeviceptr ptr = 0;
+  cuda::CUdeviceptr ptr = 0;
 };
 
 struct Pair {
@@ -88,11 +88,11 @@ std::vector<uint8_t> pattern(size_t n, int salt) {
 }
 
 // Device -> device, host -> device and device -> host, each size, bitwise.
-void exchange_all(const CudaDriver& cuda, Pair& p, size_t n) {
+void exchange_all(const cuda::CudaDriver& cuda, Pair& p, size_t n) {
   auto src = pattern(n, static_cast<int>(n % 251));
   DeviceBuffer a(cuda, n), b(cuda, n);
-  ASSERT_EQ(cuda.memcpy_htod(a.ptr, src.data(), n), kCudaSuccess);
-  ASSERT_EQ(cuda.memset_d8(b.ptr, 0, n ? n : 1), kCudaSuccess);
+  ASSERT_EQ(cuda.memcpy_htod(a.ptr, src.data(), n), cuda::kCudaSuccess);
+  ASSERT_EQ(cuda.memset_d8(b.ptr, 0, n ? n : 1), cuda::kCudaSuccess);
   {
     auto r = p.c[1]->irecv(b.get(), n, nullptr, 1);
     auto s = p.c[0]->isend(a.get(), n, nullptr, 1);
@@ -100,7 +100,7 @@ void exchange_all(const CudaDriver& cuda, Pair& p, size_t n) {
     EXPECT_EQ(r->bytes(), n);
   }
   std::vector<uint8_t> back(n, 0);
-  ASSERT_EQ(cuda.memcpy_dtoh(back.data(), b.ptr, n), kCudaSuccess);
+  ASSERT_EQ(cuda.memcpy_dtoh(back.data(), b.ptr, n), cuda::kCudaSuccess);
   EXPECT_EQ(back, src) << n << " bytes, device to device";
   std::vector<uint8_t> host_in(n, 0);
   auto host_src = pattern(n, 7);
@@ -115,7 +115,7 @@ void exchange_all(const CudaDriver& cuda, Pair& p, size_t n) {
     ASSERT_TRUE(p.drive({r2.get(), s2.get()}));
   }
   EXPECT_EQ(host_in, src) << n << " bytes, device to host";
-  ASSERT_EQ(cuda.memcpy_dtoh(back.data(), b.ptr, n), kCudaSuccess);
+  ASSERT_EQ(cuda.memcpy_dtoh(back.data(), b.ptr, n), cuda::kCudaSuccess);
   EXPECT_EQ(back, host_src) << n << " bytes, host to device";
 }
 
@@ -157,7 +157,7 @@ TEST(GpuDirect, StagingCarriesDeviceBuffersWithoutIt) {
 }
 
 TEST(GpuDirect, RegisteringDeviceMemoryNeedsADriver) {
-  const CudaDriver* cuda = cuda_or_skip();
+  const cuda::CudaDriver* cuda = cuda_or_skip();
   if (cuda) GTEST_SKIP() << "a CUDA driver is present";
   Pair p;
   EXPECT_EQ(p.info(0).gpudirect_mode(), GpuDirectMode::NoCuda);

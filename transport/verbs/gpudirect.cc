@@ -41,7 +41,7 @@ GpuDirect detect_gpudirect(const VerbsApi& api, ibv_pd* pd, const std::string& s
   GpuDirect g;
   if (const char* f = std::getenv("RINGLINK_IB_GDR_FLUSH"); f && *f) g.flush_override = std::atoi(f) != 0 ? 1 : 0;
   std::string why;
-  g.cuda = cuda_driver(&why);
+  g.cuda = cuda::cuda_driver(&why);
   if (!g.cuda) {
     g.mode = GpuDirectMode::NoCuda;
     g.reason = why;
@@ -56,13 +56,13 @@ GpuDirect detect_gpudirect(const VerbsApi& api, ibv_pd* pd, const std::string& s
   // dma-buf: the library entry point, the driver entry point, device support, then a probe the
   // kernel answers (EOPNOTSUPP / EPROTONOSUPPORT: no dma-buf support in the RDMA stack).
   int dmabuf_attr = 0;
-  CUdevice dev0 = 0;
+  cuda::CUdevice dev0 = 0;
   if (!api.reg_dmabuf_mr) {
     no.push_back("libibverbs has no ibv_reg_dmabuf_mr (rdma-core < 34)");
   } else if (!g.cuda->mem_get_handle_for_address_range) {
     no.push_back("the CUDA driver has no cuMemGetHandleForAddressRange (< 11.7)");
-  } else if (g.cuda->device_get(&dev0, 0) != kCudaSuccess ||
-             g.cuda->device_get_attribute(&dmabuf_attr, kCuDeviceAttributeDmaBufSupported, dev0) != kCudaSuccess ||
+  } else if (g.cuda->device_get(&dev0, 0) != cuda::kCudaSuccess ||
+             g.cuda->device_get_attribute(&dmabuf_attr, cuda::kCuDeviceAttributeDmaBufSupported, dev0) != cuda::kCudaSuccess ||
              !dmabuf_attr) {
     no.push_back("the GPU does not export dma-buf");
   } else {
@@ -96,17 +96,17 @@ bool GpuDirect::flush_needed(const void* ptr) const {
   static std::mutex mu;
   static std::vector<int> major_by_device;
   int ordinal = -1;
-  if (cuda->pointer_get_attribute(&ordinal, kCuPointerAttributeDeviceOrdinal, reinterpret_cast<CUdeviceptr>(ptr)) !=
-          kCudaSuccess ||
+  if (cuda->pointer_get_attribute(&ordinal, cuda::kCuPointerAttributeDeviceOrdinal, reinterpret_cast<cuda::CUdeviceptr>(ptr)) !=
+          cuda::kCudaSuccess ||
       ordinal < 0)
     return true;  // unknown: flushing is always safe
   std::lock_guard lk(mu);
   if (major_by_device.size() <= static_cast<size_t>(ordinal)) major_by_device.resize(static_cast<size_t>(ordinal) + 1, -1);
   int& major = major_by_device[static_cast<size_t>(ordinal)];
   if (major < 0) {
-    CUdevice dev = 0;
-    if (cuda->device_get(&dev, ordinal) != kCudaSuccess ||
-        cuda->device_get_attribute(&major, kCuDeviceAttributeComputeCapabilityMajor, dev) != kCudaSuccess)
+    cuda::CUdevice dev = 0;
+    if (cuda->device_get(&dev, ordinal) != cuda::kCudaSuccess ||
+        cuda->device_get_attribute(&major, cuda::kCuDeviceAttributeComputeCapabilityMajor, dev) != cuda::kCudaSuccess)
       major = 0;
   }
   // Hopper and later order NIC writes before a later kernel's reads; older GPUs need the READ.
@@ -115,13 +115,13 @@ bool GpuDirect::flush_needed(const void* ptr) const {
 
 ibv_mr* register_cuda(const VerbsApi& api, ibv_pd* pd, const GpuDirect& gdr, uintptr_t start, int access, int rank,
                       uintptr_t* lo_out, size_t* len_out) {
-  const CudaDriver& cuda = *gdr.cuda;
-  CUdeviceptr base = 0;
+  const cuda::CudaDriver& cuda = *gdr.cuda;
+  cuda::CUdeviceptr base = 0;
   size_t size = 0;
-  CUresult r = cuda.mem_get_address_range(&base, &size, static_cast<CUdeviceptr>(start));
-  if (r != kCudaSuccess)
+  cuda::CUresult r = cuda.mem_get_address_range(&base, &size, static_cast<cuda::CUdeviceptr>(start));
+  if (r != cuda::kCudaSuccess)
     throw InvalidArgumentError(rank, -1, "register memory",
-                               fmt::format("{:#x} is not CUDA device memory: {}", start, cuda_error_text(cuda, r)));
+                               fmt::format("{:#x} is not CUDA device memory: {}", start, cuda::cuda_error_text(cuda, r)));
   // The whole allocation, page-aligned: later buffers inside it hit the cache.
   const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   uintptr_t lo = static_cast<uintptr_t>(base) & ~(page - 1);
@@ -129,12 +129,12 @@ ibv_mr* register_cuda(const VerbsApi& api, ibv_pd* pd, const GpuDirect& gdr, uin
   ibv_mr* mr = nullptr;
   if (gdr.mode == GpuDirectMode::DmaBuf) {
     int fd = -1;
-    r = cuda.mem_get_handle_for_address_range(&fd, static_cast<CUdeviceptr>(lo), hi - lo, kCuMemRangeHandleTypeDmaBufFd,
+    r = cuda.mem_get_handle_for_address_range(&fd, static_cast<cuda::CUdeviceptr>(lo), hi - lo, cuda::kCuMemRangeHandleTypeDmaBufFd,
                                               0);
-    if (r != kCudaSuccess)
+    if (r != cuda::kCudaSuccess)
       throw TransportError(rank, -1, "register memory",
                            fmt::format("cuMemGetHandleForAddressRange failed for {:#x}+{}: {}", lo, hi - lo,
-                                       cuda_error_text(cuda, r)));
+                                       cuda::cuda_error_text(cuda, r)));
     mr = api.reg_dmabuf_mr(pd, 0, hi - lo, lo, fd, access);
     int e = errno;
     ::close(fd);  // the registration holds its own reference to the dma-buf
@@ -158,7 +158,7 @@ ibv_mr* register_cuda(const VerbsApi& api, ibv_pd* pd, const GpuDirect& gdr, uin
 uint64_t cuda_buffer_id(const GpuDirect& gdr, uintptr_t p) {
   if (!gdr.cuda) return 0;
   unsigned long long id = 0;
-  if (gdr.cuda->pointer_get_attribute(&id, kCuPointerAttributeBufferId, static_cast<CUdeviceptr>(p)) != kCudaSuccess)
+  if (gdr.cuda->pointer_get_attribute(&id, cuda::kCuPointerAttributeBufferId, static_cast<cuda::CUdeviceptr>(p)) != cuda::kCudaSuccess)
     return 0;
   return id;
 }

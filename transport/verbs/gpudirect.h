@@ -14,7 +14,7 @@
 #include <memory>
 #include <string>
 
-#include "transport/verbs/cuda_driver.h"
+#include "common/cuda_driver.h"
 #include "transport/verbs/mr_cache.h"
 #include "transport/verbs/verbs_api.h"
 
@@ -26,7 +26,7 @@ const char* to_string(GpuDirectMode m);
 struct GpuDirect {
   GpuDirectMode mode = GpuDirectMode::NoCuda;
   std::string reason;  // why this mode
-  const CudaDriver* cuda = nullptr;
+  const cuda::CudaDriver* cuda = nullptr;
   int flush_override = -1;  // RINGLINK_IB_GDR_FLUSH: -1 auto, 0 never, 1 always
 
   bool direct() const { return mode == GpuDirectMode::DmaBuf || mode == GpuDirectMode::PeerMemory; }

@@ -703,7 +703,7 @@ std::shared_ptr<Registration> Link::registration(std::byte* buf, size_t bytes, M
     if (region->registration()) return region->registration();
   } else {
     kind = MemoryKind::Host;
-    if (t_.gdr().cuda && is_device_pointer(*t_.gdr().cuda, buf)) kind = MemoryKind::Cuda;
+    if (t_.gdr().cuda && cuda::is_device_pointer(*t_.gdr().cuda, buf)) kind = MemoryKind::Cuda;
   }
   if (kind == MemoryKind::Cuda && !t_.gdr().direct()) return nullptr;  // staged
   if (kind == MemoryKind::Host && defer_host) return nullptr;
@@ -712,18 +712,18 @@ std::shared_ptr<Registration> Link::registration(std::byte* buf, size_t bytes, M
 
 // CUDA memory without GPUDirect: the message goes through a registered host buffer.
 void Link::stage(Op& op, void* user_buf, const char* what) {
-  const CudaDriver& cuda = *t_.gdr().cuda;
+  const cuda::CudaDriver& cuda = *t_.gdr().cuda;
   op.device_buf = user_buf;
   op.bounce = t_.take_bounce(op.bytes);
   op.buf = op.bounce->as<std::byte>();
   op.reg = t_.cache().acquire(op.buf, op.bytes, MemoryKind::Host);
   if (op.is_send) {
-    make_pointer_context_current(cuda, user_buf);
-    CUresult r = cuda.memcpy_dtoh(op.buf, reinterpret_cast<CUdeviceptr>(user_buf), op.bytes);
-    if (r != kCudaSuccess)
+    cuda::make_pointer_context_current(cuda, user_buf);
+    cuda::CUresult r = cuda.memcpy_dtoh(op.buf, reinterpret_cast<cuda::CUdeviceptr>(user_buf), op.bytes);
+    if (r != cuda::kCudaSuccess)
       throw TransportError(t_.rank(), peer_, what,
                            fmt::format("copying {} bytes from the GPU for staging failed: {}", op.bytes,
-                                       cuda_error_text(cuda, r)));
+                                       cuda::cuda_error_text(cuda, r)));
   }
 }
 
@@ -907,13 +907,13 @@ void Link::deliver_eager(const std::shared_ptr<Op>& op, const std::byte* data, u
                                      peer_, op->tag, size, op->bytes)};
   } else if (size > 0 && (op->device_buf || op->kind == MemoryKind::Cuda)) {
     // Into device memory (staged or not): a driver copy, not memcpy.
-    const CudaDriver& cuda = *t_.gdr().cuda;
+    const cuda::CudaDriver& cuda = *t_.gdr().cuda;
     void* dst = op->device_buf ? op->device_buf : op->buf;
-    make_pointer_context_current(cuda, dst);
-    CUresult r = cuda.memcpy_htod(reinterpret_cast<CUdeviceptr>(dst), data, size);
-    if (r != kCudaSuccess)
+    cuda::make_pointer_context_current(cuda, dst);
+    cuda::CUresult r = cuda.memcpy_htod(reinterpret_cast<cuda::CUdeviceptr>(dst), data, size);
+    if (r != cuda::kCudaSuccess)
       op->failed = Failure{ErrorKind::Transport,
-                           fmt::format("copying a {}-byte eager message to the GPU failed: {}", size, cuda_error_text(cuda, r))};
+                           fmt::format("copying a {}-byte eager message to the GPU failed: {}", size, cuda::cuda_error_text(cuda, r))};
     op->result_bytes = size;
   } else {
     if (size) std::memcpy(op->buf, data, size);
@@ -1216,12 +1216,12 @@ void Link::on_imm(uint32_t imm) {
   } else {
     op->result_bytes = size;
     if (op->device_buf && size > 0) {
-      const CudaDriver& cuda = *t_.gdr().cuda;
-      make_pointer_context_current(cuda, op->device_buf);
-      CUresult r = cuda.memcpy_htod(reinterpret_cast<CUdeviceptr>(op->device_buf), op->buf, size);
-      if (r != kCudaSuccess)
+      const cuda::CudaDriver& cuda = *t_.gdr().cuda;
+      cuda::make_pointer_context_current(cuda, op->device_buf);
+      cuda::CUresult r = cuda.memcpy_htod(reinterpret_cast<cuda::CUdeviceptr>(op->device_buf), op->buf, size);
+      if (r != cuda::kCudaSuccess)
         op->failed = Failure{ErrorKind::Transport, fmt::format("copying {} staged bytes to the GPU failed: {}", size,
-                                                               cuda_error_text(cuda, r))};
+                                                               cuda::cuda_error_text(cuda, r))};
       finish(op);
     } else if (op->kind == MemoryKind::Cuda && size > 0 && t_.gdr().flush_needed(op->buf)) {
       t_.flush(shared_from_this(), op);

@@ -36,7 +36,7 @@
 #include <vector>
 
 #include "common/log.h"
-#include "transport/verbs/cuda_driver.h"
+#include "common/cuda_driver.h"
 #include "transport/verbs/verbs_api.h"
 
 namespace ringlink::verbs::soft {
@@ -119,7 +119,7 @@ struct Mr {
   uint64_t length = 0;
   int access = 0;
   bool gpu = false;           // CUDA memory registered through dma-buf: reached with driver copies
-  CUcontext cuda_ctx = nullptr;
+  cuda::CUcontext cuda_ctx = nullptr;
   uint32_t key = 0;
 };
 
@@ -138,7 +138,7 @@ struct Segment {
   std::byte* ptr = nullptr;
   size_t len = 0;
   uint32_t key = 0;            // the region it lies in (0: memory the soft verbs own)
-  CUcontext cuda_ctx = nullptr;  // non-null: device memory
+  cuda::CUcontext cuda_ctx = nullptr;  // non-null: device memory
 };
 
 struct SendWr {
@@ -430,23 +430,23 @@ bool copy_to(const Segment& dst, size_t off, const std::byte* src, size_t n) {
     std::memcpy(dst.ptr + off, src, n);
     return true;
   }
-  const CudaDriver* cuda = cuda_driver();
-  if (!cuda || cuda->ctx_set_current(dst.cuda_ctx) != kCudaSuccess) return false;
-  return cuda->memcpy_htod(reinterpret_cast<CUdeviceptr>(dst.ptr + off), src, n) == kCudaSuccess;
+  const cuda::CudaDriver* cuda = cuda::cuda_driver();
+  if (!cuda || cuda->ctx_set_current(dst.cuda_ctx) != cuda::kCudaSuccess) return false;
+  return cuda->memcpy_htod(reinterpret_cast<cuda::CUdeviceptr>(dst.ptr + off), src, n) == cuda::kCudaSuccess;
 }
 
 // Copies device segments into `owned` so the socket can send them (host segments go as they are).
 bool stage_device_payload(TxFrame& f) {
   bool any_device = std::any_of(f.payload.begin(), f.payload.end(), [](const Segment& s) { return s.cuda_ctx; });
   if (!any_device) return true;
-  const CudaDriver* cuda = cuda_driver();
+  const cuda::CudaDriver* cuda = cuda::cuda_driver();
   if (!cuda) return false;
   f.owned.resize(f.total);
   size_t off = 0;
   for (const Segment& s : f.payload) {
     if (s.cuda_ctx) {
-      if (cuda->ctx_set_current(s.cuda_ctx) != kCudaSuccess ||
-          cuda->memcpy_dtoh(f.owned.data() + off, reinterpret_cast<CUdeviceptr>(s.ptr), s.len) != kCudaSuccess)
+      if (cuda->ctx_set_current(s.cuda_ctx) != cuda::kCudaSuccess ||
+          cuda->memcpy_dtoh(f.owned.data() + off, reinterpret_cast<cuda::CUdeviceptr>(s.ptr), s.len) != cuda::kCudaSuccess)
         return false;
     } else {
       std::memcpy(f.owned.data() + off, s.ptr, s.len);
@@ -1204,7 +1204,7 @@ uint32_t new_key(Context* c) {
   return c->next_key;
 }
 
-ibv_mr* add_mr(Pd* pd, uintptr_t addr, size_t length, int access, bool gpu, CUcontext cuda_ctx) {
+ibv_mr* add_mr(Pd* pd, uintptr_t addr, size_t length, int access, bool gpu, cuda::CUcontext cuda_ctx) {
   Context* c = pd->ctx;
   auto* mr = new Mr;
   mr->h.self = mr;
@@ -1258,7 +1258,7 @@ ibv_mr* reg_mr(ibv_pd* p, void* addr, size_t length, int access) {
 ibv_mr* reg_dmabuf_mr(ibv_pd* p, uint64_t offset, size_t length, uint64_t iova, int fd, int access) {
   Pd* pd = of(p);
   (void)offset;
-  const CudaDriver* cuda = cuda_driver();
+  const cuda::CudaDriver* cuda = cuda::cuda_driver();
   if (!cuda) {
     errno = EOPNOTSUPP;  // device memory is out of reach without the CUDA driver
     return nullptr;
@@ -1267,12 +1267,12 @@ ibv_mr* reg_dmabuf_mr(ibv_pd* p, uint64_t offset, size_t length, uint64_t iova, 
     errno = EBADF;
     return nullptr;
   }
-  if (length == 0 || !valid_access(access) || !is_device_pointer(*cuda, reinterpret_cast<void*>(iova))) {
+  if (length == 0 || !valid_access(access) || !cuda::is_device_pointer(*cuda, reinterpret_cast<void*>(iova))) {
     errno = EINVAL;
     return nullptr;
   }
-  CUcontext ctx = nullptr;
-  if (!make_pointer_context_current(*cuda, reinterpret_cast<void*>(iova)) || cuda->ctx_get_current(&ctx) != kCudaSuccess) {
+  cuda::CUcontext ctx = nullptr;
+  if (!cuda::make_pointer_context_current(*cuda, reinterpret_cast<void*>(iova)) || cuda->ctx_get_current(&ctx) != cuda::kCudaSuccess) {
     errno = EINVAL;
     return nullptr;
   }
