@@ -6,19 +6,50 @@
 #include "common/log.h"
 #include "ringlink/error.h"
 #include "transport/ucx/ucx_transport.h"
+#ifdef RINGLINK_HAVE_VERBS
+#include "transport/verbs/devices.h"
+#include "transport/verbs/verbs_transport.h"
+#endif
 
 namespace ringlink {
 
 std::unique_ptr<Transport> create_transport(const TransportSetup& setup) {
-  switch (setup.options.transport) {
-    case TransportKind::Verbs:
+  const Options& o = setup.options;
+  switch (o.transport) {
+    case TransportKind::Verbs: {
+#ifdef RINGLINK_HAVE_VERBS
+      std::string why;
+      if (!verbs::active_port_exists(o.ib_hca, o.ib_gid_index, &why))
+        throw TransportError(setup.rank, -1, "create transport",
+                             why.rfind("verbs unavailable", 0) == 0 ? why : "verbs unavailable: " + why);
+      log::info("transport: verbs (RINGLINK_TRANSPORT=verbs: {})", why);
+      return create_verbs_transport(setup);
+#else
       throw TransportError(setup.rank, -1, "create transport", "verbs unavailable: ringlink was built without it");
+#endif
+    }
     case TransportKind::Ucx:
       log::info("transport: UCX (RINGLINK_TRANSPORT=ucx)");
       return create_ucx_transport(setup);
-    case TransportKind::Auto:
-      log::info("transport: UCX (auto: no verbs transport in this build)");
+    case TransportKind::Auto: {
+#ifdef RINGLINK_HAVE_VERBS
+      std::string why;
+      bool verbs_ok = false;
+      try {
+        verbs_ok = verbs::active_port_exists(o.ib_hca, o.ib_gid_index, &why);
+      } catch (const std::exception& e) {
+        why = e.what();
+      }
+      if (verbs_ok) {
+        log::info("transport: verbs (auto: {})", why);
+        return create_verbs_transport(setup);
+      }
+      log::info("transport: UCX (auto: no active RDMA port: {})", why);
+#else
+      log::info("transport: UCX (auto: ringlink was built without the verbs transport)");
+#endif
       return create_ucx_transport(setup);
+    }
   }
   return create_ucx_transport(setup);
 }

@@ -259,6 +259,9 @@ bool Engine::step() {
           complete(w, std::current_exception());  // bad arguments fail this work only
         }
       } else {
+        // Collective tags come from this count, not from the submission number: ranks may issue
+        // different numbers of point-to-point operations in between.
+        w->collective_seq = next_collective_seq_++;
         collectives_.push_back(w);
       }
     }
@@ -305,7 +308,7 @@ bool Engine::step() {
     // Collectives run one at a time in issue order; each owns a block of tags by sequence number.
     while (!collectives_.empty()) {
       auto& w = collectives_.front();
-      ctx.tag_base = kUserTagLimit | ((w->seq & ((Tag{1} << (39 - kOpTagBits)) - 1)) << kOpTagBits);
+      ctx.tag_base = kUserTagLimit | ((w->collective_seq & ((Tag{1} << (39 - kOpTagBits)) - 1)) << kOpTagBits);
       if (w->op->last_activity == Clock::time_point{}) {
         w->op->touch();
         w->op->start(ctx);

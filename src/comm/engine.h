@@ -32,7 +32,8 @@ struct WorkState {
   std::exception_ptr error;  // set before status becomes Failed
   std::unique_ptr<Operation> op;
   std::shared_ptr<Engine> engine;  // cleared on completion
-  uint64_t seq = 0;
+  uint64_t seq = 0;             // submission number (every operation), for messages
+  uint64_t collective_seq = 0;  // number among the collectives: the same on every rank
   Clock::time_point submitted{};
 };
 
@@ -124,6 +125,7 @@ class Engine : public std::enable_shared_from_this<Engine> {
   bool stopping_ = false;
   bool async_pending_ = false;  // the progress thread has work to drive
   uint64_t next_seq_ = 0;
+  uint64_t next_collective_seq_ = 0;  // driver only
 
   std::mutex drive_mu_;
   std::deque<std::shared_ptr<WorkState>> collectives_;  // head is the active one

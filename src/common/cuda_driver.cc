@@ -2,7 +2,6 @@
 
 #include <dlfcn.h>
 
-#include <mutex>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -10,135 +9,155 @@
 namespace ringlink::cuda {
 namespace {
 
-// The subset of cuda.h used here (stable driver ABI).
-using CUresult = int;
-using CUdevice = int;
-using CUcontext = void*;
-using CUdeviceptr = unsigned long long;
-constexpr int kAttrMemoryType = 2;     // CU_POINTER_ATTRIBUTE_MEMORY_TYPE
-constexpr int kAttrDeviceOrdinal = 9;  // CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL
-constexpr unsigned kMemoryTypeDevice = 2;
-
-struct Driver {
-  CUresult (*cuInit)(unsigned) = nullptr;
-  CUresult (*cuDeviceGetCount)(int*) = nullptr;
-  CUresult (*cuDeviceGet)(CUdevice*, int) = nullptr;
-  CUresult (*cuPointerGetAttribute)(void*, int, CUdeviceptr) = nullptr;
-  CUresult (*cuDevicePrimaryCtxRetain)(CUcontext*, CUdevice) = nullptr;
-  CUresult (*cuCtxSetCurrent)(CUcontext) = nullptr;
-  CUresult (*cuMemcpyDtoH)(void*, CUdeviceptr, size_t) = nullptr;
-  CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void*, size_t) = nullptr;
-  CUresult (*cuMemAlloc)(CUdeviceptr*, size_t) = nullptr;
-  CUresult (*cuMemFree)(CUdeviceptr) = nullptr;
-  CUresult (*cuGetErrorString)(CUresult, const char**) = nullptr;
+struct Loaded {
+  CudaDriver driver;
+  std::string error;
   bool ok = false;
-  std::string why;
-  CUcontext contexts[64] = {};
 };
 
-template <typename F>
-bool load(void* lib, F& fn, const char* name) {
-  fn = reinterpret_cast<F>(dlsym(lib, name));
-  return fn != nullptr;
-}
-
-Driver& driver() {
-  static Driver d;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (!lib) {
-      d.why = "libcuda.so.1 not found (no NVIDIA driver)";
-      return;
-    }
-    bool all = load(lib, d.cuInit, "cuInit") && load(lib, d.cuDeviceGetCount, "cuDeviceGetCount") &&
-               load(lib, d.cuDeviceGet, "cuDeviceGet") && load(lib, d.cuPointerGetAttribute, "cuPointerGetAttribute") &&
-               load(lib, d.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain") &&
-               load(lib, d.cuCtxSetCurrent, "cuCtxSetCurrent") && load(lib, d.cuMemcpyDtoH, "cuMemcpyDtoH_v2") &&
-               load(lib, d.cuMemcpyHtoD, "cuMemcpyHtoD_v2") && load(lib, d.cuMemAlloc, "cuMemAlloc_v2") &&
-               load(lib, d.cuMemFree, "cuMemFree_v2") && load(lib, d.cuGetErrorString, "cuGetErrorString");
-    if (!all) {
-      d.why = "libcuda.so.1 lacks a needed symbol";
-      return;
-    }
-    if (d.cuInit(0) != 0) {
-      d.why = "cuInit failed (no usable GPU)";
-      return;
-    }
-    int count = 0;
-    if (d.cuDeviceGetCount(&count) != 0 || count == 0) {
-      d.why = "no CUDA device";
-      return;
-    }
-    d.ok = true;
-  });
-  return d;
-}
-
-void check(CUresult r, const char* what) {
-  if (r == 0) return;
-  const char* s = "unknown error";
-  if (driver().cuGetErrorString) driver().cuGetErrorString(r, &s);
-  throw std::runtime_error(fmt::format("{} failed: {} ({})", what, s, r));
-}
-
-// Makes the device that owns `p` current on this thread (its primary context, as the CUDA
-// runtime and PyTorch use).
-void use_device_of(const void* p) {
-  Driver& d = driver();
-  int ordinal = 0;
-  check(d.cuPointerGetAttribute(&ordinal, kAttrDeviceOrdinal, reinterpret_cast<CUdeviceptr>(p)),
-        "cuPointerGetAttribute");
-  if (ordinal < 0 || ordinal >= 64) throw std::runtime_error("CUDA device ordinal out of range");
-  if (!d.contexts[ordinal]) {
-    CUdevice dev = 0;
-    check(d.cuDeviceGet(&dev, ordinal), "cuDeviceGet");
-    check(d.cuDevicePrimaryCtxRetain(&d.contexts[ordinal], dev), "cuDevicePrimaryCtxRetain");
+Loaded load() {
+  Loaded out;
+  void* lib = ::dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    const char* e = ::dlerror();
+    out.error = e ? e : "cannot load libcuda.so.1";
+    return out;
   }
-  check(d.cuCtxSetCurrent(d.contexts[ordinal]), "cuCtxSetCurrent");
+  std::string missing;
+  auto sym = [&](auto& slot, const char* name, bool required = true) {
+    void* p = ::dlsym(lib, name);
+    if (!p && required) missing += fmt::format("{}{}", missing.empty() ? "" : ", ", name);
+    slot = reinterpret_cast<std::remove_reference_t<decltype(slot)>>(p);
+  };
+  CudaDriver& d = out.driver;
+  sym(d.init, "cuInit");
+  sym(d.device_get_count, "cuDeviceGetCount");
+  sym(d.device_get, "cuDeviceGet");
+  sym(d.device_get_attribute, "cuDeviceGetAttribute");
+  sym(d.pointer_get_attribute, "cuPointerGetAttribute");
+  sym(d.mem_get_address_range, "cuMemGetAddressRange_v2");
+  sym(d.mem_get_handle_for_address_range, "cuMemGetHandleForAddressRange", false);
+  sym(d.memcpy_htod, "cuMemcpyHtoD_v2");
+  sym(d.memcpy_dtoh, "cuMemcpyDtoH_v2");
+  sym(d.ctx_get_current, "cuCtxGetCurrent");
+  sym(d.ctx_set_current, "cuCtxSetCurrent");
+  sym(d.primary_ctx_retain, "cuDevicePrimaryCtxRetain");
+  sym(d.get_error_string, "cuGetErrorString");
+  sym(d.mem_alloc, "cuMemAlloc_v2");
+  sym(d.mem_free, "cuMemFree_v2");
+  sym(d.memset_d8, "cuMemsetD8_v2");
+  if (!missing.empty()) {
+    out.error = fmt::format("libcuda.so.1 lacks {}", missing);
+    return out;
+  }
+  CUresult r = d.init(0);
+  if (r != kCudaSuccess) {
+    out.error = fmt::format("cuInit failed: {}", cuda_error_text(d, r));
+    return out;
+  }
+  if (d.device_get_count(&d.device_count) != kCudaSuccess || d.device_count == 0) {
+    out.error = "the CUDA driver sees no device";
+    return out;
+  }
+  out.ok = true;
+  return out;
 }
 
 }  // namespace
 
-bool available() { return driver().ok; }
-std::string unavailable_reason() { return driver().ok ? std::string() : driver().why; }
+const CudaDriver* cuda_driver(std::string* why) {
+  static Loaded loaded = load();
+  if (!loaded.ok) {
+    if (why) *why = loaded.error;
+    return nullptr;
+  }
+  return &loaded.driver;
+}
+
+std::string cuda_error_text(const CudaDriver& cuda, CUresult r) {
+  const char* text = nullptr;
+  if (cuda.get_error_string && cuda.get_error_string(r, &text) == kCudaSuccess && text) return fmt::format("{} ({})", text, r);
+  return fmt::format("CUDA error {}", r);
+}
+
+bool is_device_pointer(const CudaDriver& cuda, const void* ptr) {
+  unsigned type = 0;
+  if (cuda.pointer_get_attribute(&type, kCuPointerAttributeMemoryType, reinterpret_cast<CUdeviceptr>(ptr)) !=
+      kCudaSuccess)
+    return false;
+  return type == kCuMemoryTypeDevice;
+}
+
+bool make_pointer_context_current(const CudaDriver& cuda, const void* ptr) {
+  CUcontext ctx = nullptr;
+  if (cuda.pointer_get_attribute(&ctx, kCuPointerAttributeContext, reinterpret_cast<CUdeviceptr>(ptr)) !=
+          kCudaSuccess ||
+      !ctx) {
+    // Memory from the stream-ordered or VMM allocators names no context: use the device's
+    // primary one.
+    int ordinal = -1;
+    if (cuda.pointer_get_attribute(&ordinal, kCuPointerAttributeDeviceOrdinal, reinterpret_cast<CUdeviceptr>(ptr)) !=
+        kCudaSuccess)
+      return false;
+    CUdevice dev = 0;
+    if (cuda.device_get(&dev, ordinal) != kCudaSuccess || cuda.primary_ctx_retain(&ctx, dev) != kCudaSuccess)
+      return false;
+  }
+  return cuda.ctx_set_current(ctx) == kCudaSuccess;
+}
+
+namespace {
+const CudaDriver& driver_or_throw() {
+  std::string why;
+  const CudaDriver* d = cuda_driver(&why);
+  if (!d) throw std::runtime_error("CUDA unavailable: " + why);
+  return *d;
+}
+void check(const CudaDriver& d, CUresult r, const char* what) {
+  if (r != kCudaSuccess) throw std::runtime_error(fmt::format("{} failed: {}", what, cuda_error_text(d, r)));
+}
+}  // namespace
+
+bool available() { return cuda_driver() != nullptr; }
+
+std::string unavailable_reason() {
+  std::string why;
+  return cuda_driver(&why) ? std::string() : why;
+}
 
 bool is_device_pointer(const void* p) {
-  if (!p || !available()) return false;
-  unsigned type = 0;
-  // Plain host memory is unknown to CUDA: the call fails, and the answer is "host".
-  if (driver().cuPointerGetAttribute(&type, kAttrMemoryType, reinterpret_cast<CUdeviceptr>(p)) != 0) return false;
-  return type == kMemoryTypeDevice;
+  const CudaDriver* d = p ? cuda_driver() : nullptr;
+  return d && is_device_pointer(*d, p);
 }
 
 void copy_to_host(void* dst, const void* device_src, size_t bytes) {
   if (!bytes) return;
-  use_device_of(device_src);
-  check(driver().cuMemcpyDtoH(dst, reinterpret_cast<CUdeviceptr>(device_src), bytes), "cuMemcpyDtoH");
+  const CudaDriver& d = driver_or_throw();
+  if (!make_pointer_context_current(d, device_src)) throw std::runtime_error("not a CUDA device pointer");
+  check(d, d.memcpy_dtoh(dst, reinterpret_cast<CUdeviceptr>(device_src), bytes), "cuMemcpyDtoH");
 }
 
 void copy_to_device(void* device_dst, const void* src, size_t bytes) {
   if (!bytes) return;
-  use_device_of(device_dst);
-  check(driver().cuMemcpyHtoD(reinterpret_cast<CUdeviceptr>(device_dst), src, bytes), "cuMemcpyHtoD");
+  const CudaDriver& d = driver_or_throw();
+  if (!make_pointer_context_current(d, device_dst)) throw std::runtime_error("not a CUDA device pointer");
+  check(d, d.memcpy_htod(reinterpret_cast<CUdeviceptr>(device_dst), src, bytes), "cuMemcpyHtoD");
 }
 
 void* device_alloc(size_t bytes) {
-  if (!available()) throw std::runtime_error("CUDA unavailable: " + unavailable_reason());
-  Driver& d = driver();
-  if (!d.contexts[0]) {
-    CUdevice dev = 0;
-    check(d.cuDeviceGet(&dev, 0), "cuDeviceGet");
-    check(d.cuDevicePrimaryCtxRetain(&d.contexts[0], dev), "cuDevicePrimaryCtxRetain");
-  }
-  check(d.cuCtxSetCurrent(d.contexts[0]), "cuCtxSetCurrent");
+  const CudaDriver& d = driver_or_throw();
+  CUdevice dev = 0;
+  CUcontext ctx = nullptr;
+  check(d, d.device_get(&dev, 0), "cuDeviceGet");
+  check(d, d.primary_ctx_retain(&ctx, dev), "cuDevicePrimaryCtxRetain");
+  check(d, d.ctx_set_current(ctx), "cuCtxSetCurrent");
   CUdeviceptr p = 0;
-  check(d.cuMemAlloc(&p, bytes ? bytes : 1), "cuMemAlloc");
+  check(d, d.mem_alloc(&p, bytes ? bytes : 1), "cuMemAlloc");
   return reinterpret_cast<void*>(p);
 }
 
 void device_free(void* p) {
-  if (p && available()) driver().cuMemFree(reinterpret_cast<CUdeviceptr>(p));
+  if (const CudaDriver* d = p ? cuda_driver() : nullptr) d->mem_free(reinterpret_cast<CUdeviceptr>(p));
 }
 
 }  // namespace ringlink::cuda

@@ -1,5 +1,6 @@
-// The few CUDA driver calls the engine needs, loaded with dlopen so one binary runs with and
-// without a GPU (and builds without the CUDA toolkit).
+// The CUDA driver calls ringlink makes (staging device buffers, GPUDirect registration), loaded
+// with dlopen("libcuda.so.1") so that nothing in ringlink links CUDA: a host without a GPU driver
+// simply has no CUDA memory. Values below match cuda.h (CUDA 11.7 and later).
 #pragma once
 
 #include <cstddef>
@@ -8,21 +9,74 @@
 
 namespace ringlink::cuda {
 
-// True when libcuda loads and initialises and at least one device exists. Cached.
+using CUresult = int;
+using CUdeviceptr = unsigned long long;
+using CUdevice = int;
+using CUcontext = void*;
+
+inline constexpr CUresult kCudaSuccess = 0;
+inline constexpr int kCuPointerAttributeContext = 1;
+inline constexpr int kCuPointerAttributeMemoryType = 2;
+inline constexpr int kCuPointerAttributeBufferId = 7;
+inline constexpr int kCuPointerAttributeDeviceOrdinal = 9;
+inline constexpr unsigned kCuMemoryTypeDevice = 2;
+inline constexpr int kCuDeviceAttributeComputeCapabilityMajor = 75;
+inline constexpr int kCuDeviceAttributeDmaBufSupported = 124;
+inline constexpr int kCuMemRangeHandleTypeDmaBufFd = 1;
+
+struct CudaDriver {
+  CUresult (*init)(unsigned flags) = nullptr;
+  CUresult (*device_get_count)(int* count) = nullptr;
+  CUresult (*device_get)(CUdevice* device, int ordinal) = nullptr;
+  CUresult (*device_get_attribute)(int* value, int attribute, CUdevice device) = nullptr;
+  CUresult (*pointer_get_attribute)(void* data, int attribute, CUdeviceptr ptr) = nullptr;
+  CUresult (*mem_get_address_range)(CUdeviceptr* base, size_t* size, CUdeviceptr ptr) = nullptr;
+  // Optional (CUDA 11.7+): null on older drivers, which then have no dma-buf path.
+  CUresult (*mem_get_handle_for_address_range)(void* handle, CUdeviceptr ptr, size_t size, int type,
+                                               unsigned long long flags) = nullptr;
+  CUresult (*memcpy_htod)(CUdeviceptr dst, const void* src, size_t bytes) = nullptr;
+  CUresult (*memcpy_dtoh)(void* dst, CUdeviceptr src, size_t bytes) = nullptr;
+  CUresult (*ctx_get_current)(CUcontext* ctx) = nullptr;
+  CUresult (*ctx_set_current)(CUcontext ctx) = nullptr;
+  CUresult (*primary_ctx_retain)(CUcontext* ctx, CUdevice device) = nullptr;
+  CUresult (*get_error_string)(CUresult error, const char** text) = nullptr;
+  // Used by tests and the benchmark to make device buffers.
+  CUresult (*mem_alloc)(CUdeviceptr* ptr, size_t bytes) = nullptr;
+  CUresult (*mem_free)(CUdeviceptr ptr) = nullptr;
+  CUresult (*memset_d8)(CUdeviceptr ptr, unsigned char value, size_t bytes) = nullptr;
+
+  int device_count = 0;
+};
+
+// Loads the driver and initialises it once per process. Null (with the reason) when there is no
+// driver library, it fails to initialise, or it sees no device.
+const CudaDriver* cuda_driver(std::string* why = nullptr);
+
+std::string cuda_error_text(const CudaDriver& cuda, CUresult r);
+
+// True when `ptr` is device memory known to the driver (host or unknown pointers: false).
+bool is_device_pointer(const CudaDriver& cuda, const void* ptr);
+
+// Makes the context that owns `ptr` current on the calling thread (for driver copies made from
+// a thread that did not allocate it). Returns false when the pointer is unknown.
+bool make_pointer_context_current(const CudaDriver& cuda, const void* ptr);
+
+// ---- conveniences over the table (all false / throwing std::runtime_error without CUDA) ----
+
+// True when the driver loads, initialises and sees a device. Cached.
 bool available();
 // Why not, when !available().
 std::string unavailable_reason();
 
-// Device memory that the CPU cannot read directly. False for host, pinned host and managed
-// memory, and whenever CUDA is unavailable.
+// Device memory the CPU cannot read directly (false for host, pinned host and managed memory).
 bool is_device_pointer(const void* p);
 
-// Synchronous copies (the legacy default stream: work already queued there completes first).
-// Make the pointer's device current on the calling thread first. Throw std::runtime_error.
+// Synchronous copies on the legacy default stream (work already queued there completes first),
+// made current on the pointer's device.
 void copy_to_host(void* dst, const void* device_src, size_t bytes);
 void copy_to_device(void* device_dst, const void* src, size_t bytes);
 
-// For tests and staging buffers.
+// Device memory on device 0 (tests and staging).
 void* device_alloc(size_t bytes);
 void device_free(void* p);
 

@@ -16,7 +16,11 @@ namespace {
 
 class StoreTest : public ::testing::Test {
  protected:
-  void SetUp() override { server_ = std::make_unique<StoreServer>("127.0.0.1", 0, "tok", kWorld); }
+  void SetUp() override {
+    server_ = std::make_unique<StoreServer>("127.0.0.1", 0, "tok", kWorld);
+    // A failed job's store lingers for late ranks; tests need not wait for it.
+    server_->set_drain_timeout(std::chrono::milliseconds(100));
+  }
   StoreIdentity id(int rank, uint32_t epoch = 0, std::string token = "tok", int world = kWorld) {
     return StoreIdentity{"127.0.0.1", server_->port(), std::move(token), rank, world, epoch};
   }

@@ -4,6 +4,7 @@
 #include <ucp/api/ucp.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +15,9 @@
 #include <ringlink/ringlink.h>
 
 #include "bench/driver.h"
+#ifdef RINGLINK_HAVE_VERBS
+#include "transport/verbs/devices.h"
+#endif
 
 #ifndef RINGLINK_VERSION_STRING
 #define RINGLINK_VERSION_STRING "unknown"
@@ -111,8 +115,12 @@ void list_devices() {
     }
     uct_release_component_list(components);
   }
-  // The verbs transport registers its device listing here once it is part of the build.
-  std::printf("verbs: not built\n");
+#ifdef RINGLINK_HAVE_VERBS
+  const char* hca = std::getenv("RINGLINK_IB_HCA");
+  std::fputs(verbs::list_devices(hca ? hca : "").c_str(), stdout);
+#else
+  std::printf("verbs: not built (libibverbs headers were not found at configure time)\n");
+#endif
 }
 
 }  // namespace

@@ -1,0 +1,30 @@
+// ringlink-devices: lists the RDMA devices the verbs transport can use — HCAs and ports with
+// state, link layer, speed, MTU and GID table (RoCE v1/v2) — or says why verbs are unavailable.
+//   ringlink-devices [--hca SPEC] [--sysfs-root DIR]
+// SPEC defaults to RINGLINK_IB_HCA; "soft" lists the software verbs used in tests.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "transport/verbs/devices.h"
+
+int main(int argc, char** argv) {
+  const char* env_hca = std::getenv("RINGLINK_IB_HCA");
+  std::string hca = env_hca ? env_hca : "";
+  std::string sysfs_root = ringlink::verbs::default_sysfs_root();
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if ((a == "--hca" || a == "--sysfs-root") && i + 1 < argc) {
+      (a == "--hca" ? hca : sysfs_root) = argv[++i];
+    } else if (a == "-h" || a == "--help") {
+      std::printf("usage: ringlink-devices [--hca SPEC] [--sysfs-root DIR]\n");
+      return 0;
+    } else {
+      std::fprintf(stderr, "ringlink-devices: unknown argument %s\n", a.c_str());
+      return 2;
+    }
+  }
+  std::fputs(ringlink::verbs::list_devices(hca, sysfs_root).c_str(), stdout);
+  return 0;
+}
