@@ -84,11 +84,22 @@ class UcxRequest final : public Request {
 
 class UcxTransport final : public Transport {
  public:
+  static constexpr const char* kTcpEagerLimit = "256K";
+
   explicit UcxTransport(const TransportSetup& setup) : rank_(setup.rank) {
     const char* tls_env = std::getenv("UCX_TLS");
     shared_memory_ = setup.local_world_size == setup.world_size && !excludes_shared_memory(tls_env ? tls_env : "");
     ucp_config_t* config = nullptr;
     check(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read");
+    // Over TCP, UCX's automatic eager/rendezvous switch sits at 16-24 KiB and a rendezvous
+    // costs a round trip (+15 us per message on loopback). Eager sends up to 256 KiB measured
+    // faster there; pipeline chunks (512 KiB) stay rendezvous, which is faster for them. Over
+    // shared memory eager copies lose to UCX's single-copy rendezvous, so only a TCP-only
+    // UCX_TLS gets this (docs/collectives.md). UCX_RNDV_THRESH, when set, wins.
+    if (tcp_only(tls_env ? tls_env : "") && !std::getenv("UCX_RNDV_THRESH")) {
+      ucs_status_t m = ucp_config_modify(config, "RNDV_THRESH", kTcpEagerLimit);
+      if (m != UCS_OK) log::warn("UCX: cannot set RNDV_THRESH={}: {}", kTcpEagerLimit, ucs_status_string(m));
+    }
     ucp_params_t params{};
     params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_ESTIMATED_NUM_EPS;
     params.features = UCP_FEATURE_TAG;
@@ -157,8 +168,10 @@ class UcxTransport final : public Transport {
   bool progress() override { return ucp_worker_progress(worker_) != 0; }
 
   LinkEstimate link_estimate() const override {
-    // Measured on a 2-core VM with ringlink-bench p2p (docs/collectives.md).
-    return shared_memory_ ? LinkEstimate{1.0, 6.0} : LinkEstimate{12.0, 2.0};
+    // Measured on a 2-core VM (docs/collectives.md, "Measured constants"): latency = a 2-rank
+    // 8-byte allreduce (one exchange through the engine); bandwidth = one direction of
+    // ringlink-bench p2p --bidir in 512 KiB messages.
+    return shared_memory_ ? LinkEstimate{1.0, 20.0} : LinkEstimate{4.5, 2.9};
   }
 
   ucp_worker_h worker() const { return worker_; }
@@ -176,6 +189,20 @@ class UcxTransport final : public Transport {
     for (const char* t : {"all", "sm", "shm", "posix", "sysv", "cma", "knem", "xpmem"})
       if (tls.find(t) != std::string_view::npos) return false;
     return true;
+  }
+
+  // True when UCX_TLS allows TCP and nothing else that moves data ("tcp", "tcp,self").
+  static bool tcp_only(std::string_view tls) {
+    if (tls.empty() || tls.front() == '^') return false;
+    bool tcp = false;
+    while (!tls.empty()) {
+      size_t comma = tls.find(',');
+      std::string_view t = tls.substr(0, comma);
+      if (t == "tcp") tcp = true;
+      else if (t != "self") return false;
+      tls = comma == std::string_view::npos ? std::string_view{} : tls.substr(comma + 1);
+    }
+    return tcp;
   }
 
   int rank_;
