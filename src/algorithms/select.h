@@ -27,6 +27,11 @@ struct AllreduceChoice {
   double ring_us, tree_us, rd_us;  // the estimates behind the choice (-1: not applicable)
 };
 
+// Recursive doubling moves and reduces the whole vector in every round; above this size it lost
+// to ring or tree in every measured case on loopback (docs/collectives.md), so it is not a
+// candidate there whatever the model says.
+inline constexpr size_t kRecursiveDoublingMaxBytes = 64 * 1024;
+
 // `fits_slot`: the message fits one staging slot (recursive doubling needs that).
 AllreduceChoice choose_allreduce(size_t bytes, int n, Algorithm forced, bool fits_slot, const LinkModel& m,
                                  size_t chunk_bytes);

@@ -86,6 +86,30 @@ TEST(CostModel, TinyMessagesUseRecursiveDoublingAndLargeOnesTheRing) {
   }
 }
 
+TEST(CostModel, RecursiveDoublingOnlyForSmallMessages) {
+  // A very slow link would make the model prefer recursive doubling's few rounds at any size;
+  // above the measured limit it is not a candidate.
+  LinkModel slow_link{1000.0, 10.0, 100.0};
+  auto small = choose_allreduce(kRecursiveDoublingMaxBytes, 4, Algorithm::Auto, true, slow_link, 512 << 10);
+  EXPECT_EQ(small.algo, AllreduceAlgo::RecursiveDoubling);
+  auto larger = choose_allreduce(kRecursiveDoublingMaxBytes + 4, 4, Algorithm::Auto, true, slow_link, 512 << 10);
+  EXPECT_NE(larger.algo, AllreduceAlgo::RecursiveDoubling);
+  EXPECT_LT(larger.rd_us, 0) << "not estimated above the limit";
+}
+
+// The choices the model makes with this VM's measured constants (docs/collectives.md).
+TEST(CostModel, MeasuredConstantsOnLoopback) {
+  LinkModel tcp{4.5, 2.9, 10.0}, shm{1.0, 20.0, 10.0};
+  for (const LinkModel& m : {tcp, shm}) {
+    for (int n : {2, 3, 4}) {
+      EXPECT_EQ(choose_allreduce(8, n, Algorithm::Auto, true, m, 512 << 10).algo, AllreduceAlgo::RecursiveDoubling);
+      EXPECT_EQ(choose_allreduce(size_t{64} << 20, n, Algorithm::Auto, false, m, 512 << 10).algo, AllreduceAlgo::Ring);
+    }
+  }
+  // Two ranks, 512 KiB in one slot: the ring (each rank reduces half) beats exchanging it all.
+  EXPECT_EQ(choose_allreduce(512 << 10, 2, Algorithm::Auto, true, shm, 512 << 10).algo, AllreduceAlgo::Ring);
+}
+
 TEST(CostModel, MediumMessagesAtManyRanksUseTheTree) {
   LinkModel ib{3.0, 12.0, 10.0};
   auto c = choose_allreduce(size_t{1} << 20, 64, Algorithm::Auto, false, ib, 512 << 10);
