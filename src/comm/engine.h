@@ -6,6 +6,7 @@
 // otherwise the progress thread drives asynchronous work until the queue is empty.
 #pragma once
 
+#include <chrono>
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -79,6 +80,11 @@ class Engine : public std::enable_shared_from_this<Engine> {
   int pipeline_depth() const { return kPipelineDepth; }
 
   static constexpr size_t kDefaultChunkBytes = 512 * 1024;
+  // While work is outstanding the progress thread looks whether a caller left some behind
+  // (instead of being woken by every wait() that returns): first after kHandBackPollMin, then
+  // twice as late each time it finds a caller still driving, up to kHandBackPollMax.
+  static constexpr std::chrono::microseconds kHandBackPollMin{50};
+  static constexpr std::chrono::microseconds kHandBackPollMax{1000};
   static constexpr int kStagingSlots = 16;
   static constexpr int kPipelineDepth = 4;
 
@@ -100,6 +106,7 @@ class Engine : public std::enable_shared_from_this<Engine> {
   void fail_everything(std::exception_ptr error);
   bool has_work();
   void wake_progress_thread();
+  void hand_back_to_progress_thread();
 
   Options options_;
   uint32_t epoch_ = 0;
@@ -124,6 +131,7 @@ class Engine : public std::enable_shared_from_this<Engine> {
   std::atomic<size_t> submitted_count_{0};
   bool stopping_ = false;
   bool async_pending_ = false;  // the progress thread has work to drive
+  bool progress_sleeps_untimed_ = false;  // no work was outstanding when it went to sleep
   uint64_t next_seq_ = 0;
   uint64_t next_collective_seq_ = 0;  // driver only
 

@@ -3,10 +3,12 @@
 // that must be bitwise identical everywhere.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <numeric>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -324,6 +326,23 @@ TEST(CollectivesMixed, SixtyFourOutstandingWorks) {
       EXPECT_EQ(bufs[i].back(), n * i + n * (n - 1) / 2) << "work " << i;
     }
   }
+}
+
+TEST(CollectivesMixed, WorkLeftBehindByAWaitFinishesWithoutTheCaller) {
+  // The caller waits for a small allreduce while a large one is queued behind it, then stays
+  // away from the engine: the progress thread must carry the large one to the end alone.
+  Communicator& c = world();
+  const int n = c.size(), me = c.rank();
+  std::vector<float> small(8, 1.0f), large(size_t{4} << 20, static_cast<float>(me));
+  Work first = c.iallreduce(small.data(), small.size(), DataType::Float32, ReduceOp::Sum);
+  Work second = c.iallreduce(large.data(), large.size(), DataType::Float32, ReduceOp::Sum);
+  first.wait();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // One look, no waiting: 16 MiB over several ranks takes many steps, far more than test() drives.
+  EXPECT_TRUE(second.test()) << "the progress thread did not finish the allreduce while the caller slept";
+  second.wait();
+  EXPECT_EQ(large[12345], static_cast<float>(n * (n - 1) / 2));
+  c.barrier();
 }
 
 TEST(CollectivesMixed, UnevenPointToPointTrafficBeforeACollective) {
