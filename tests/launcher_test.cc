@@ -13,10 +13,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
-#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "helpers/rank_results.h"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -87,20 +88,8 @@ Outcome run_launcher(const std::vector<std::string>& args, const std::map<std::s
   return out;
 }
 
-// RESULT lines by rank: "[2] RESULT timeout peer=3 ms=2001: ..." -> {2: "timeout peer=3 ms=2001: ..."}
-std::map<int, std::string> results(const std::string& output) {
-  std::map<int, std::string> r;
-  std::regex line(R"(\[(\d+)\] RESULT (.*))");
-  for (std::sregex_iterator it(output.begin(), output.end(), line), end; it != end; ++it)
-    r[std::stoi((*it)[1])] = (*it)[2];
-  return r;
-}
-
-int elapsed_ms(const std::string& result) {
-  std::smatch m;
-  if (std::regex_search(result, m, std::regex(R"(ms=(\d+))"))) return std::stoi(m[1]);
-  return -1;
-}
+using ringlink::testing::elapsed_ms;
+using ringlink::testing::results;
 
 class PidDir {
  public:

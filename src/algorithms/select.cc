@@ -52,8 +52,9 @@ double recursive_doubling_us(size_t bytes, int n, const LinkModel& m) {
 
 AllreduceChoice choose_allreduce(size_t bytes, int n, Algorithm forced, bool fits_slot, const LinkModel& m,
                                  size_t chunk_bytes) {
+  const bool rd_candidate = fits_slot && bytes <= kRecursiveDoublingMaxBytes;
   AllreduceChoice c{AllreduceAlgo::Ring, ring_allreduce_us(bytes, n, m, chunk_bytes),
-                    tree_allreduce_us(bytes, n, m, chunk_bytes), fits_slot && bytes <= kRecursiveDoublingMaxBytes ? recursive_doubling_us(bytes, n, m) : -1};
+                    tree_allreduce_us(bytes, n, m, chunk_bytes), rd_candidate ? recursive_doubling_us(bytes, n, m) : -1};
   if (forced == Algorithm::Ring) return c;
   if (forced == Algorithm::Tree) {
     c.algo = AllreduceAlgo::Tree;

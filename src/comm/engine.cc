@@ -203,7 +203,7 @@ void Engine::hand_back_to_progress_thread() {
   // Waking the thread here cost a thread switch per request for a caller that waits on many
   // requests one by one (streaming 1 MiB messages over shared memory: 5 switches per message,
   // 0.65x of UCX's own bandwidth). A thread that sleeps with work outstanding wakes within
-  // kHandBackPoll by itself; only an untimed sleep needs the signal.
+  // kHandBackPollMax by itself; only an untimed sleep needs the signal.
   std::lock_guard lk(queue_mu_);
   async_pending_ = true;
   if (progress_sleeps_untimed_) queue_cv_.notify_one();

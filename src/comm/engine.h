@@ -3,12 +3,14 @@
 //
 // Driving: whoever holds drive_mu_ advances the operations. A caller blocked in Work::wait()
 // drives the engine itself when nobody else does (no thread hand-off on the latency path);
-// otherwise the progress thread drives asynchronous work until the queue is empty.
+// otherwise the progress thread drives asynchronous work until the queue is empty. Work a
+// returning caller leaves behind is picked up by the progress thread's own polling (50 us to
+// 1 ms), not by waking it: callers often wait again at once.
 #pragma once
 
-#include <chrono>
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <exception>

@@ -5,9 +5,9 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <map>
-#include <regex>
 #include <string>
+
+#include "../helpers/rank_results.h"
 
 namespace {
 
@@ -25,18 +25,8 @@ std::string run(const std::string& env, const std::string& args) {
   return out;
 }
 
-std::map<int, std::string> results(const std::string& output) {
-  std::map<int, std::string> r;
-  std::regex line(R"(\[(\d+)\] RESULT (.*))");
-  for (std::sregex_iterator it(output.begin(), output.end(), line), end; it != end; ++it)
-    r[std::stoi((*it)[1])] = (*it)[2];
-  return r;
-}
-
-int elapsed_ms(const std::string& result) {
-  std::smatch m;
-  return std::regex_search(result, m, std::regex(R"(ms=(\d+))")) ? std::stoi(m[1]) : -1;
-}
+using ringlink::testing::elapsed_ms;
+using ringlink::testing::results;
 
 TEST(SoftVerbsFaultFromEnvironment, WrongRkeyFailsBothEndsPromptly) {
   if (!std::getenv("RINGLINK_RUN")) GTEST_SKIP() << "run through meson test";

@@ -95,7 +95,7 @@ class UcxTransport final : public Transport {
     // costs a round trip (+15 us per message on loopback). Eager sends up to 256 KiB measured
     // faster there; pipeline chunks (512 KiB) stay rendezvous, which is faster for them. Over
     // shared memory eager copies lose to UCX's single-copy rendezvous, so only a TCP-only
-    // UCX_TLS gets this (docs/collectives.md). UCX_RNDV_THRESH, when set, wins.
+    // UCX_TLS gets this (docs/transports.md). UCX_RNDV_THRESH, when set, wins.
     if (tcp_only(tls_env ? tls_env : "") && !std::getenv("UCX_RNDV_THRESH")) {
       ucs_status_t m = ucp_config_modify(config, "RNDV_THRESH", kTcpEagerLimit);
       if (m != UCS_OK) log::warn("UCX: cannot set RNDV_THRESH={}: {}", kTcpEagerLimit, ucs_status_string(m));
