@@ -31,7 +31,13 @@ inline void cpu_relax() {
 
 }  // namespace
 
-Engine::Engine(Options options) : options_(std::move(options)) {}
+Engine::Engine(Options options) : options_(std::move(options)) {
+  // With more local ranks than cores the rank a waiter needs is often descheduled: spinning
+  // only burns the time slice it needs, so idle drivers yield at once.
+  cpu_set_t cpus;
+  int cores = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 0;
+  if (cores > 0 && options_.local_world_size > cores) spins_before_yield_ = 0;
+}
 
 std::shared_ptr<Engine> Engine::create(Options options) {
   options.validate();
@@ -398,8 +404,8 @@ void Engine::drive_until(Pred done, Deadline deadline) {
       continue;
     }
     if (deadline.expired()) return;
-    // Spin briefly (latency), then yield the core: ranks often outnumber cores.
-    if (++idle > 64) sched_yield();
+    // Spin briefly (latency), then yield the core.
+    if (++idle > spins_before_yield_) sched_yield();
     if (idle > 20000) std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
 }

@@ -134,6 +134,7 @@ class Engine : public std::enable_shared_from_this<Engine> {
   bool stopping_ = false;
   bool async_pending_ = false;  // the progress thread has work to drive
   bool progress_sleeps_untimed_ = false;  // no work was outstanding when it went to sleep
+  int spins_before_yield_ = 64;           // idle driver loops before sched_yield()
   uint64_t next_seq_ = 0;
   uint64_t next_collective_seq_ = 0;  // driver only
 
