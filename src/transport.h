@@ -75,6 +75,7 @@ class Connection {
 struct LinkEstimate {
   double latency_us;      // a small message, one way, through the engine
   double bandwidth_gbps;  // one direction, large messages, both directions busy
+  double rd_max_bytes = 64 * 1024;  // largest message recursive doubling may exchange whole
 };
 
 class Transport {

@@ -52,7 +52,7 @@ double recursive_doubling_us(size_t bytes, int n, const LinkModel& m) {
 
 AllreduceChoice choose_allreduce(size_t bytes, int n, Algorithm forced, bool fits_slot, const LinkModel& m,
                                  size_t chunk_bytes) {
-  const bool rd_candidate = fits_slot && bytes <= kRecursiveDoublingMaxBytes;
+  const bool rd_candidate = fits_slot && static_cast<double>(bytes) <= m.rd_max_bytes;
   AllreduceChoice c{AllreduceAlgo::Ring, ring_allreduce_us(bytes, n, m, chunk_bytes),
                     tree_allreduce_us(bytes, n, m, chunk_bytes), rd_candidate ? recursive_doubling_us(bytes, n, m) : -1};
   if (forced == Algorithm::Ring) return c;

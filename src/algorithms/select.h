@@ -15,6 +15,10 @@ struct LinkModel {
   double latency_us = 10.0;        // one small message, one way, through the engine
   double bandwidth_gbps = 4.0;     // one direction, large messages
   double reduce_gbps = 10.0;       // combine() throughput on this host (output bytes per second)
+  // Recursive doubling moves and reduces the whole vector in every round; above this size it
+  // lost to ring or tree in the measurements (docs/collectives.md), so it is no candidate there
+  // whatever the estimates say.
+  double rd_max_bytes = 64 * 1024;
 };
 
 enum class AllreduceAlgo { Ring, Tree, RecursiveDoubling };
@@ -26,11 +30,6 @@ struct AllreduceChoice {
   AllreduceAlgo algo;
   double ring_us, tree_us, rd_us;  // the estimates behind the choice (-1: not applicable)
 };
-
-// Recursive doubling moves and reduces the whole vector in every round; above this size it lost
-// to ring or tree in every measured case on loopback (docs/collectives.md), so it is not a
-// candidate there whatever the model says.
-inline constexpr size_t kRecursiveDoublingMaxBytes = 64 * 1024;
 
 // `fits_slot`: the message fits one staging slot (recursive doubling needs that).
 AllreduceChoice choose_allreduce(size_t bytes, int n, Algorithm forced, bool fits_slot, const LinkModel& m,

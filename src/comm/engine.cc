@@ -109,20 +109,21 @@ void Engine::agree_on_plan_inputs() {
     LinkEstimate link = transport_->link_estimate();
     model_.latency_us = link.latency_us;
     model_.bandwidth_gbps = link.bandwidth_gbps;
+    model_.rd_max_bytes = link.rd_max_bytes;
   }
   if (!store_) return;
   // Chunk sizes decide message sizes and the model decides algorithms: a rank that disagreed
   // would post receives that match nothing. Rank 0's values are used everywhere.
-  std::string mine = fmt::format("{} {} {} {} {}", static_cast<int>(algorithm_), chunk_bytes_, model_.latency_us,
-                                 model_.bandwidth_gbps, model_.reduce_gbps);
+  std::string mine = fmt::format("{} {} {} {} {} {}", static_cast<int>(algorithm_), chunk_bytes_, model_.latency_us,
+                                 model_.bandwidth_gbps, model_.reduce_gbps, model_.rd_max_bytes);
   if (rank() == 0) store_->set("plan-inputs", mine);
   std::string agreed = store_->get("plan-inputs", options_.connect_timeout);
   if (agreed != mine) {
     log::warn("RINGLINK_ALGO / RINGLINK_CHUNK_BYTES / transport differ from rank 0's; using rank 0's ({} vs {})",
               agreed, mine);
     int algo = 0;
-    std::sscanf(agreed.c_str(), "%d %zu %lf %lf %lf", &algo, &chunk_bytes_, &model_.latency_us, &model_.bandwidth_gbps,
-                &model_.reduce_gbps);
+    std::sscanf(agreed.c_str(), "%d %zu %lf %lf %lf %lf", &algo, &chunk_bytes_, &model_.latency_us,
+                &model_.bandwidth_gbps, &model_.reduce_gbps, &model_.rd_max_bytes);
     algorithm_ = static_cast<Algorithm>(algo);
   }
 }

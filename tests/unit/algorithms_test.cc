@@ -89,17 +89,17 @@ TEST(CostModel, TinyMessagesUseRecursiveDoublingAndLargeOnesTheRing) {
 TEST(CostModel, RecursiveDoublingOnlyForSmallMessages) {
   // A very slow link would make the model prefer recursive doubling's few rounds at any size;
   // above the measured limit it is not a candidate.
-  LinkModel slow_link{1000.0, 10.0, 100.0};
-  auto small = choose_allreduce(kRecursiveDoublingMaxBytes, 4, Algorithm::Auto, true, slow_link, 512 << 10);
+  LinkModel slow_link{1000.0, 10.0, 100.0, 64 * 1024};
+  auto small = choose_allreduce(64 * 1024, 4, Algorithm::Auto, true, slow_link, 512 << 10);
   EXPECT_EQ(small.algo, AllreduceAlgo::RecursiveDoubling);
-  auto larger = choose_allreduce(kRecursiveDoublingMaxBytes + 4, 4, Algorithm::Auto, true, slow_link, 512 << 10);
+  auto larger = choose_allreduce(64 * 1024 + 4, 4, Algorithm::Auto, true, slow_link, 512 << 10);
   EXPECT_NE(larger.algo, AllreduceAlgo::RecursiveDoubling);
   EXPECT_LT(larger.rd_us, 0) << "not estimated above the limit";
 }
 
 // The choices the model makes with this VM's measured constants (docs/collectives.md).
 TEST(CostModel, MeasuredConstantsOnLoopback) {
-  LinkModel tcp{4.5, 2.9, 10.0}, shm{1.0, 20.0, 10.0};
+  LinkModel tcp{4.5, 2.9, 10.0, 64 * 1024}, shm{1.0, 20.0, 10.0, 16 * 1024};
   for (const LinkModel& m : {tcp, shm}) {
     for (int n : {2, 3, 4}) {
       EXPECT_EQ(choose_allreduce(8, n, Algorithm::Auto, true, m, 512 << 10).algo, AllreduceAlgo::RecursiveDoubling);
@@ -108,6 +108,9 @@ TEST(CostModel, MeasuredConstantsOnLoopback) {
   }
   // Two ranks, 512 KiB in one slot: the ring (each rank reduces half) beats exchanging it all.
   EXPECT_EQ(choose_allreduce(512 << 10, 2, Algorithm::Auto, true, shm, 512 << 10).algo, AllreduceAlgo::Ring);
+  // 32 KiB: still recursive doubling over TCP, no longer over shared memory.
+  EXPECT_EQ(choose_allreduce(32 << 10, 2, Algorithm::Auto, true, tcp, 512 << 10).algo, AllreduceAlgo::RecursiveDoubling);
+  EXPECT_NE(choose_allreduce(32 << 10, 2, Algorithm::Auto, true, shm, 512 << 10).algo, AllreduceAlgo::RecursiveDoubling);
 }
 
 TEST(CostModel, MediumMessagesAtManyRanksUseTheTree) {
