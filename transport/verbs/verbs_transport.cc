@@ -319,7 +319,7 @@ class VerbsTransport final : public Transport, public VerbsTransportInfo {
   std::shared_ptr<MemoryRegion> register_memory(void* ptr, size_t bytes, MemoryKind kind) override;
   bool supports(MemoryKind kind) const override { return kind == MemoryKind::Host || gdr_.direct(); }
   LinkEstimate link_estimate() const override {
-    // The software verbs: measured with p2p-bench on a 2-core VM (docs/transports.md). Hardware:
+    // The software verbs: ringlink-bench p2p on a 2-core VM (docs/transports.md). Hardware:
     // the port's signalling rate less protocol overhead, and a typical RC round trip; neither has
     // been measured here.
     if (api_.is_soft) return {35.0, 1.5};
