@@ -9,63 +9,6 @@
 
 namespace ringlink::bench {
 
-// ---- 16-bit floats ------------------------------------------------------------------------
-
-uint16_t float_to_half(float f) {
-  const uint32_t x = std::bit_cast<uint32_t>(f);
-  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
-  const uint32_t abs = x & 0x7FFFFFFFu;
-  if (abs >= 0x7F800000u) {  // inf or NaN
-    return static_cast<uint16_t>(sign | 0x7C00u | (abs > 0x7F800000u ? 0x200u : 0u));
-  }
-  if (abs >= 0x477FF000u) return static_cast<uint16_t>(sign | 0x7C00u);  // rounds past 65504
-  if (abs < 0x38800000u) {
-    // Subnormal half (or zero): shift the implicit-one mantissa, rounding to nearest even.
-    if (abs < 0x33000000u) return sign;  // below half the smallest subnormal
-    const uint32_t exp = abs >> 23;
-    const uint32_t mant = (abs & 0x7FFFFFu) | 0x800000u;
-    const uint32_t shift = 126 - exp;  // 14 .. 24 for the range handled here
-    uint32_t h = mant >> shift;
-    const uint32_t rem = mant & ((1u << shift) - 1);
-    const uint32_t half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (h & 1u))) ++h;
-    return static_cast<uint16_t>(sign | h);
-  }
-  // Normal: rebias the exponent (127 -> 15) and round the 13 dropped bits to nearest even.
-  uint32_t h = (abs - 0x38000000u) >> 13;
-  const uint32_t rem = abs & 0x1FFFu;
-  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
-  return static_cast<uint16_t>(sign | h);
-}
-
-float half_to_float(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1Fu;
-  const uint32_t mant = h & 0x3FFu;
-  uint32_t x;
-  if (exp == 0x1Fu) {
-    x = sign | 0x7F800000u | (mant << 13);
-  } else if (exp != 0) {
-    x = sign | ((exp + 112) << 23) | (mant << 13);
-  } else if (mant == 0) {
-    x = sign;
-  } else {
-    // Subnormal half: value = mant * 2^-24, exact in float.
-    float v = std::ldexp(static_cast<float>(mant), -24);
-    return sign ? -v : v;
-  }
-  return std::bit_cast<float>(x);
-}
-
-uint16_t float_to_bfloat16(float f) {
-  uint32_t x = std::bit_cast<uint32_t>(f);
-  if ((x & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);  // quiet NaN
-  x += 0x7FFFu + ((x >> 16) & 1u);
-  return static_cast<uint16_t>(x >> 16);
-}
-
-float bfloat16_to_float(uint16_t b) { return std::bit_cast<float>(static_cast<uint32_t>(b) << 16); }
-
 // ---- the value generator --------------------------------------------------------------------
 
 namespace {
@@ -253,11 +196,6 @@ bool matches(double got, const Reduced& want) {
 
 }  // namespace
 
-double input_value(DataType type, ReduceOp op, int nranks, int rank, size_t index, uint64_t seed) {
-  Params p(type, op, nranks, seed);
-  return static_cast<double>(p.value(p.rank_key(rank), index));
-}
-
 void fill_input(void* dst, size_t count, size_t first, DataType type, ReduceOp op, int nranks, int rank,
                 uint64_t seed) {
   const Params p(type, op, nranks, seed);
@@ -291,20 +229,6 @@ void store_value(void* buf, size_t i, DataType type, double v) {
     case DataType::Int64: static_cast<int64_t*>(buf)[i] = w; return;
     default: return;
   }
-}
-
-double expected_reduction(DataType type, ReduceOp op, int nranks, size_t index, uint64_t seed) {
-  const Params p(type, op, nranks, seed);
-  std::vector<uint64_t> keys(static_cast<size_t>(nranks));
-  for (int r = 0; r < nranks; ++r) keys[static_cast<size_t>(r)] = p.rank_key(r);
-  return reduce_element(p, keys.data(), type, op, nranks, index).value;
-}
-
-double tolerance(DataType type, ReduceOp op, int nranks, size_t index, uint64_t seed) {
-  const Params p(type, op, nranks, seed);
-  std::vector<uint64_t> keys(static_cast<size_t>(nranks));
-  for (int r = 0; r < nranks; ++r) keys[static_cast<size_t>(r)] = p.rank_key(r);
-  return reduce_element(p, keys.data(), type, op, nranks, index).tol;
 }
 
 int64_t count_wrong(Collective c, const void* result, size_t count, DataType type, ReduceOp op, int nranks,
@@ -354,17 +278,8 @@ int64_t count_wrong(Collective c, const void* result, size_t count, DataType typ
 }
 
 int64_t count_wrong_message(const void* result, size_t count, DataType type, int sender, uint64_t seed) {
-  const Params p(type, ReduceOp::Sum, 2, seed);
-  const uint64_t key = p.rank_key(sender);
-  return with_store(type, [&](auto s) -> int64_t {
-    using S = decltype(s);
-    int64_t wrong = 0;
-    for (size_t i = 0; i < count; ++i) {
-      const int64_t v = p.value(key, i);
-      if (S::get(result, i) != round_to_type(type, static_cast<double>(v), v)) ++wrong;
-    }
-    return wrong;
-  });
+  // A message checks like a broadcast from `sender` among two ranks.
+  return count_wrong(Collective::Broadcast, result, count, type, ReduceOp::Sum, 2, 0, sender, seed);
 }
 
 }  // namespace ringlink::bench

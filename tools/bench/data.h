@@ -11,17 +11,15 @@
 #include <ringlink/types.h>
 
 #include "bench/bench.h"
+#include "reduce/reduce.h"
 
 namespace ringlink::bench {
 
-// Host conversions for the 16-bit float types (round to nearest even; inf and NaN kept).
-uint16_t float_to_half(float f);
-float half_to_float(uint16_t h);
-uint16_t float_to_bfloat16(float f);
-float bfloat16_to_float(uint16_t b);
-
-// The input value of element `index` on `rank` (exactly representable in `type`).
-double input_value(DataType type, ReduceOp op, int nranks, int rank, size_t index, uint64_t seed);
+// The library's host conversions for the 16-bit float types (round to nearest even).
+using reduce::bfloat16_to_float;
+using reduce::float_to_bfloat16;
+using reduce::float_to_half;
+using reduce::half_to_float;
 
 // Writes input values for elements [first, first + count) of `rank` into dst[0..count).
 void fill_input(void* dst, size_t count, size_t first, DataType type, ReduceOp op, int nranks, int rank,
@@ -30,14 +28,6 @@ void fill_input(void* dst, size_t count, size_t first, DataType type, ReduceOp o
 // Fills `bytes` with a pattern no correct result contains in practice (so a result that was
 // never written is caught).
 void poison(void* dst, size_t bytes);
-
-// The reduction over ranks 0..nranks-1 of element `index`, rounded to `type` as an
-// implementation reducing in that type would store it.
-double expected_reduction(DataType type, ReduceOp op, int nranks, size_t index, uint64_t seed);
-
-// The largest difference allowed between a correct result and expected_reduction for this
-// element: 0 for exact cases (integers, min, max, sums within the exact range).
-double tolerance(DataType type, ReduceOp op, int nranks, size_t index, uint64_t seed);
 
 // Reads element i of a buffer of `type` as a double; store_value writes one, rounding (floats)
 // or wrapping (integers) as a conversion to the type does.
@@ -50,7 +40,7 @@ void store_value(void* buf, size_t i, DataType type, double v);
 int64_t count_wrong(Collective c, const void* result, size_t count, DataType type, ReduceOp op, int nranks,
                     int rank, int root, uint64_t seed);
 
-// For p2p: element i of the message is input_value(type, Sum, 2, sender, i, seed).
+// For p2p: the message is what fill_input(type, Sum, 2, sender, seed) wrote.
 int64_t count_wrong_message(const void* result, size_t count, DataType type, int sender, uint64_t seed);
 
 }  // namespace ringlink::bench

@@ -514,8 +514,6 @@ RunInfo run_benchmark(Backend& b, const Config& cfg, const std::string& tool) {
   info.warmup = cfg.warmup;
   info.min_bytes = cfg.min_bytes;
   info.max_bytes = cfg.max_bytes;
-  info.factor = cfg.factor;
-  info.step = cfg.step;
 
   if (std::string why = b.unsupported(cfg.coll, cfg.type, cfg.op); !why.empty()) {
     if (b.rank() == 0) std::fprintf(stderr, "%s: not supported: %s\n", tool.c_str(), why.c_str());

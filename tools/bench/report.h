@@ -48,8 +48,6 @@ struct RunInfo {
   bool check = true;
   int iters = 0, warmup = 0;
   size_t min_bytes = 0, max_bytes = 0;
-  double factor = 0;
-  size_t step = 0;
   std::vector<Row> rows;
 };
 

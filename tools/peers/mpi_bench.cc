@@ -146,8 +146,7 @@ class MpiBackend final : public Backend {
 
   double allreduce_scalar(double v, ReduceOp op) override {
     double out = 0;
-    MPI_Op mop = op == ReduceOp::Min ? MPI_MIN : op == ReduceOp::Max ? MPI_MAX : op == ReduceOp::Prod ? MPI_PROD : MPI_SUM;
-    check(MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, mop, MPI_COMM_WORLD), "MPI_Allreduce");
+    check(MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, mpi_op(op), MPI_COMM_WORLD), "MPI_Allreduce");
     return op == ReduceOp::Avg ? out / size_ : out;
   }
   void barrier() override { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
