@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <stdexcept>
 
 namespace yolo {
 
@@ -97,6 +98,8 @@ void BatchLoader::worker_loop() {
 }
 
 bool BatchLoader::next(Batch* out) {
+  // Workers only build batches of a started epoch: waiting before one would never end.
+  if (epoch_ < 0) throw std::logic_error("BatchLoader::next() called before start_epoch()");
   if (threads_.empty()) {  // synchronous mode
     if (next_consume_ >= num_batches()) return false;
     *out = build_batch(epoch_, next_consume_++);

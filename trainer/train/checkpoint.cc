@@ -3,6 +3,9 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include "train/amp.h"
 #include "train/optimizer.h"
 
@@ -18,26 +21,26 @@ void write_module(torch::serialize::OutputArchive& ar, const std::string& prefix
     ar.write(prefix + kv.key(), kv.value().detach().to(torch::kCPU), /*is_buffer=*/true);
 }
 
-bool read_module(torch::serialize::InputArchive& ar, const std::string& prefix, YoloModel& m, bool must) {
+// `path` only names the file in errors.
+bool read_module(torch::serialize::InputArchive& ar, const std::string& path, const std::string& prefix, YoloModel& m,
+                 bool must) {
   torch::NoGradGuard no_grad;
-  for (const auto& kv : m->named_parameters(true)) {
-    torch::Tensor t;
-    if (!ar.try_read(prefix + kv.key(), t)) {
-      if (must) throw std::runtime_error("checkpoint lacks " + prefix + kv.key());
-      return false;
+  // Parameters and buffers alike: present (or, unless `must`, the whole prefix absent) and of the model's shape.
+  auto read_all = [&](const auto& named, bool is_buffer) {
+    for (const auto& kv : named) {
+      torch::Tensor t;
+      if (!ar.try_read(prefix + kv.key(), t, is_buffer)) {
+        if (must) throw std::runtime_error(fmt::format("checkpoint {} lacks {}{}", path, prefix, kv.key()));
+        return false;
+      }
+      if (t.sizes() != kv.value().sizes())
+        throw std::runtime_error(fmt::format("checkpoint {}: {}{} has shape {}, the model has {}", path, prefix,
+                                             kv.key(), fmt::join(t.sizes(), "x"), fmt::join(kv.value().sizes(), "x")));
+      kv.value().copy_(t);
     }
-    if (t.sizes() != kv.value().sizes()) throw std::runtime_error("checkpoint shape mismatch for " + prefix + kv.key());
-    kv.value().copy_(t);
-  }
-  for (const auto& kv : m->named_buffers(true)) {
-    torch::Tensor t;
-    if (!ar.try_read(prefix + kv.key(), t, /*is_buffer=*/true)) {
-      if (must) throw std::runtime_error("checkpoint lacks " + prefix + kv.key());
-      return false;
-    }
-    kv.value().copy_(t);
-  }
-  return true;
+    return true;
+  };
+  return read_all(m->named_parameters(true), false) && read_all(m->named_buffers(true), true);
 }
 
 std::string read_string(torch::serialize::InputArchive& ar, const std::string& key) {
@@ -100,8 +103,8 @@ CheckpointMeta read_checkpoint_meta(const std::string& path) {
 void load_weights(const std::string& path, YoloModel& model, const std::string& which) {
   torch::serialize::InputArchive ar;
   ar.load_from(path);
-  if (which == "ema" && read_module(ar, "ema.", model, false)) return;
-  read_module(ar, "model.", model, true);
+  if (which == "ema" && read_module(ar, path, "ema.", model, false)) return;
+  read_module(ar, path, "model.", model, true);
 }
 
 void load_training_state(const std::string& path, SGD* opt, GradScaler* scaler) {

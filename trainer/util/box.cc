@@ -19,32 +19,30 @@ torch::Tensor xyxy2xywh(const torch::Tensor& x) {
 torch::Tensor bbox_iou(const torch::Tensor& box1, const torch::Tensor& box2, bool xywh, bool ciou,
                        double eps) {
   torch::Tensor b1x1, b1y1, b1x2, b1y2, b2x1, b2y1, b2x2, b2y2, w1, h1, w2, h2;
+  auto cols1 = box1.unbind(-1);
+  auto cols2 = box2.unbind(-1);
   if (xywh) {
-    auto c1 = box1.unbind(-1);
-    auto c2 = box2.unbind(-1);
-    w1 = c1[2];
-    h1 = c1[3];
-    w2 = c2[2];
-    h2 = c2[3];
-    b1x1 = c1[0] - w1 / 2;
-    b1x2 = c1[0] + w1 / 2;
-    b1y1 = c1[1] - h1 / 2;
-    b1y2 = c1[1] + h1 / 2;
-    b2x1 = c2[0] - w2 / 2;
-    b2x2 = c2[0] + w2 / 2;
-    b2y1 = c2[1] - h2 / 2;
-    b2y2 = c2[1] + h2 / 2;
+    w1 = cols1[2];
+    h1 = cols1[3];
+    w2 = cols2[2];
+    h2 = cols2[3];
+    b1x1 = cols1[0] - w1 / 2;
+    b1x2 = cols1[0] + w1 / 2;
+    b1y1 = cols1[1] - h1 / 2;
+    b1y2 = cols1[1] + h1 / 2;
+    b2x1 = cols2[0] - w2 / 2;
+    b2x2 = cols2[0] + w2 / 2;
+    b2y1 = cols2[1] - h2 / 2;
+    b2y2 = cols2[1] + h2 / 2;
   } else {
-    auto c1 = box1.unbind(-1);
-    auto c2 = box2.unbind(-1);
-    b1x1 = c1[0];
-    b1y1 = c1[1];
-    b1x2 = c1[2];
-    b1y2 = c1[3];
-    b2x1 = c2[0];
-    b2y1 = c2[1];
-    b2x2 = c2[2];
-    b2y2 = c2[3];
+    b1x1 = cols1[0];
+    b1y1 = cols1[1];
+    b1x2 = cols1[2];
+    b1y2 = cols1[3];
+    b2x1 = cols2[0];
+    b2y1 = cols2[1];
+    b2x2 = cols2[2];
+    b2y2 = cols2[3];
     w1 = b1x2 - b1x1;
     h1 = (b1y2 - b1y1).clamp_min(eps);
     w2 = b2x2 - b2x1;
