@@ -48,6 +48,14 @@ struct Options {
   int ib_timeout = 18;      // RINGLINK_IB_TIMEOUT: 4.096 us * 2^value per retry
   int ib_retry_cnt = 7;     // RINGLINK_IB_RETRY_CNT
   int ib_qps = 1;           // RINGLINK_IB_QPS: queue pairs per connection
+  bool ib_gpudirect = true; // RINGLINK_IB_GPUDIRECT=off: stage GPU memory through host even where GPUDirect works
+  int ib_gdr_flush = -1;    // RINGLINK_IB_GDR_FLUSH=0|1: force the GPUDirect flush off / on; -1 = as detected
+  bool ib_mr_cache = true;  // RINGLINK_IB_MR_CACHE=0: register user buffers per message instead of caching them
+
+  // ---- diagnostics and tests ----
+  std::string ib_verbs_library;  // RINGLINK_IBVERBS_LIB: the libibverbs to load; empty = libibverbs.so.1
+  std::string ib_sysfs_root;     // RINGLINK_IB_SYSFS_ROOT: where RDMA devices are listed; empty = /sys/class/infiniband
+  std::string soft_verbs_fault;  // RINGLINK_SOFT_VERBS_FAULT: a fault the software verbs inject ("spec[@rank]")
 
   // Reads the environment. Throws InvalidArgumentError naming the variable on a malformed value.
   // Identity fields stay -1 / empty when no launcher variables are present.

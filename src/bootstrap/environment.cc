@@ -170,6 +170,21 @@ Options Options::from_environment(const EnvLookup& env) {
   if (get("RINGLINK_IB_TIMEOUT")) o.ib_timeout = static_cast<int>(int_of("RINGLINK_IB_TIMEOUT", 1, 31));
   if (get("RINGLINK_IB_RETRY_CNT")) o.ib_retry_cnt = static_cast<int>(int_of("RINGLINK_IB_RETRY_CNT", 0, 7));
   if (get("RINGLINK_IB_QPS")) o.ib_qps = static_cast<int>(int_of("RINGLINK_IB_QPS", 1, 16));
+  if (auto v = get("RINGLINK_IB_GPUDIRECT")) {
+    if (*v == "off" || *v == "0") o.ib_gpudirect = false;
+    else if (*v == "auto" || *v == "on" || *v == "1") o.ib_gpudirect = true;
+    else bad("RINGLINK_IB_GPUDIRECT", *v, "auto, on or off");
+  }
+  if (auto v = get("RINGLINK_IB_GDR_FLUSH"); v && !v->empty())
+    o.ib_gdr_flush = static_cast<int>(int_of("RINGLINK_IB_GDR_FLUSH", 0, 1));
+  if (auto v = get("RINGLINK_IB_MR_CACHE")) {
+    if (*v == "0" || *v == "off") o.ib_mr_cache = false;
+    else if (*v == "1" || *v == "on") o.ib_mr_cache = true;
+    else bad("RINGLINK_IB_MR_CACHE", *v, "0 or 1");
+  }
+  if (auto v = get("RINGLINK_IBVERBS_LIB")) o.ib_verbs_library = *v;
+  if (auto v = get("RINGLINK_IB_SYSFS_ROOT")) o.ib_sysfs_root = *v;
+  if (auto v = get("RINGLINK_SOFT_VERBS_FAULT")) o.soft_verbs_fault = *v;
   return o;
 }
 

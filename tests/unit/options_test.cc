@@ -120,6 +120,23 @@ TEST(Environment, EngineVariables) {
   EXPECT_EQ(o.job_token, "secret");
 }
 
+TEST(Environment, VerbsAndDiagnosticVariables) {
+  Options d = parse({});
+  EXPECT_TRUE(d.ib_gpudirect);
+  EXPECT_EQ(d.ib_gdr_flush, -1);
+  EXPECT_TRUE(d.ib_mr_cache);
+  EXPECT_TRUE(d.ib_verbs_library.empty());
+  Options o = parse({{"RINGLINK_IB_GPUDIRECT", "off"}, {"RINGLINK_IB_GDR_FLUSH", "1"}, {"RINGLINK_IB_MR_CACHE", "0"},
+                     {"RINGLINK_IBVERBS_LIB", "/opt/lib/libibverbs.so.1"}, {"RINGLINK_IB_SYSFS_ROOT", "/tmp/sys"},
+                     {"RINGLINK_SOFT_VERBS_FAULT", "drop-write:3@1"}});
+  EXPECT_FALSE(o.ib_gpudirect);
+  EXPECT_EQ(o.ib_gdr_flush, 1);
+  EXPECT_FALSE(o.ib_mr_cache);
+  EXPECT_EQ(o.ib_verbs_library, "/opt/lib/libibverbs.so.1");
+  EXPECT_EQ(o.ib_sysfs_root, "/tmp/sys");
+  EXPECT_EQ(o.soft_verbs_fault, "drop-write:3@1");
+}
+
 TEST(Environment, MalformedValuesNameTheVariable) {
   for (auto [name, value] : std::vector<std::pair<std::string, std::string>>{
            {"RINGLINK_TRANSPORT", "rdma"},
@@ -129,6 +146,9 @@ TEST(Environment, MalformedValuesNameTheVariable) {
            {"RINGLINK_TIMEOUT_MS", "soon"},
            {"RINGLINK_TIMEOUT_MS", "-5"},
            {"RINGLINK_DEBUG", "LOUD"},
+           {"RINGLINK_IB_GPUDIRECT", "maybe"},
+           {"RINGLINK_IB_GDR_FLUSH", "2"},
+           {"RINGLINK_IB_MR_CACHE", "yes"},
            {"WORLD_SIZE", "two"}}) {
     std::map<std::string, std::string> env{{name, value}};
     if (name == "WORLD_SIZE") env["RANK"] = "0";
