@@ -71,18 +71,19 @@ class Connection {
   int peer_;
 };
 
-// What the cost model assumes of a transport (docs/collectives.md has the measurements).
-struct LinkEstimate {
+// Physical facts about a transport's links, as NCCL's ncclNetProperties: the cost model turns
+// them into algorithm thresholds (docs/collectives.md has the measurements).
+struct LinkProperties {
   double latency_us;      // a small message, one way, through the engine
   double bandwidth_gbps;  // one direction, large messages, both directions busy
-  double rd_max_bytes = 64 * 1024;  // largest message recursive doubling may exchange whole
+  bool shared_memory;     // peers are reached through memory on this host, not a network
 };
 
 class Transport {
  public:
   virtual ~Transport() = default;
 
-  // "ucx/tcp", "ucx/shm", "verbs/mlx5_0:1", "verbs/soft", ...
+  // "ucx(tcp)", "ucx(shm)", "verbs/mlx5_0:1", "verbs/soft", ...
   virtual std::string name() const = 0;
 
   // Connecting is two-phase so every rank can publish first and connect after (no ordering
@@ -93,16 +94,13 @@ class Transport {
 
   virtual std::shared_ptr<MemoryRegion> register_memory(void* ptr, size_t bytes, MemoryKind kind) = 0;
 
-  virtual LinkEstimate link_estimate() const = 0;
+  virtual LinkProperties properties() const = 0;
 
   // Whether isend/irecv take memory of this kind directly (else the engine stages it to host).
   virtual bool supports(MemoryKind kind) const { return kind == MemoryKind::Host; }
 
   // Drives communication; returns true when anything completed or moved.
   virtual bool progress() = 0;
-
-  // Called after every rank connected (the communicator runs a barrier between connect and this).
-  virtual void on_all_connected() {}
 };
 
 // What a transport needs to know about its communicator.

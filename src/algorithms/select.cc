@@ -42,6 +42,12 @@ double tree_allreduce_us(size_t bytes, int n, const LinkModel& m, size_t chunk_b
          us(static_cast<double>(bytes), m.reduce_gbps) + (2 * depth - 1) * us(chunk, m.bandwidth_gbps);
 }
 
+double recursive_doubling_limit(const LinkProperties& link) {
+  // Measured (docs/collectives.md): over shared memory it already lost to ring and tree at
+  // 32 KiB (1.3x at 2 ranks, 2x at 4); over networks it lost above 64 KiB in every case.
+  return link.shared_memory ? 16 * 1024 : 64 * 1024;
+}
+
 double recursive_doubling_us(size_t bytes, int n, const LinkModel& m) {
   int p = 1;
   while (p * 2 <= n) p *= 2;

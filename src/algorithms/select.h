@@ -8,6 +8,7 @@
 #include <string>
 
 #include "ringlink/options.h"
+#include "transport.h"
 
 namespace ringlink::algo {
 
@@ -25,6 +26,9 @@ enum class AllreduceAlgo { Ring, Tree, RecursiveDoubling };
 enum class RootedShape { BinaryTree, Chain };  // for broadcast and reduce
 
 const char* to_string(AllreduceAlgo a);
+
+// Largest message recursive doubling may exchange whole over links like `link`.
+double recursive_doubling_limit(const LinkProperties& link);
 
 struct AllreduceChoice {
   AllreduceAlgo algo;

@@ -97,7 +97,6 @@ void Engine::join_group() {
         transport_->connect(p, std::span(reinterpret_cast<const std::byte*>(info.data()), info.size()));
   }
   store_->barrier("connected", deadline.remaining());
-  transport_->on_all_connected();
   log::info("communicator ready: rank {} of {}, transport {}, joined in {:.1f} ms", rank, size, transport_->name(),
             ms_since(t0));
 }
@@ -106,10 +105,10 @@ void Engine::agree_on_plan_inputs() {
   chunk_bytes_ = options_.chunk_bytes ? options_.chunk_bytes : kDefaultChunkBytes;
   algorithm_ = options_.algorithm;
   if (transport_) {
-    LinkEstimate link = transport_->link_estimate();
+    LinkProperties link = transport_->properties();
     model_.latency_us = link.latency_us;
     model_.bandwidth_gbps = link.bandwidth_gbps;
-    model_.rd_max_bytes = link.rd_max_bytes;
+    model_.rd_max_bytes = algo::recursive_doubling_limit(link);
   }
   if (!store_) return;
   // Chunk sizes decide message sizes and the model decides algorithms: a rank that disagreed

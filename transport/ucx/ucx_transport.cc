@@ -167,12 +167,11 @@ class UcxTransport final : public Transport {
 
   bool progress() override { return ucp_worker_progress(worker_) != 0; }
 
-  LinkEstimate link_estimate() const override {
+  LinkProperties properties() const override {
     // Measured on a 2-core VM (docs/collectives.md, "Measured constants"): latency = a 2-rank
     // 8-byte allreduce (one exchange through the engine); bandwidth = one direction of
-    // ringlink-bench p2p --bidir in 512 KiB messages. Over shared memory recursive doubling
-    // already lost at 32 KiB (1.3x at 2 ranks, 2x at 4).
-    return shared_memory_ ? LinkEstimate{1.0, 20.0, 16 * 1024} : LinkEstimate{4.5, 2.9, 64 * 1024};
+    // ringlink-bench p2p --bidir in 512 KiB messages.
+    return shared_memory_ ? LinkProperties{1.0, 20.0, true} : LinkProperties{4.5, 2.9, false};
   }
 
   ucp_worker_h worker() const { return worker_; }

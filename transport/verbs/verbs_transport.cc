@@ -318,15 +318,14 @@ class VerbsTransport final : public Transport, public VerbsTransportInfo {
   std::unique_ptr<Connection> connect(int peer, std::span<const std::byte> remote) override;
   std::shared_ptr<MemoryRegion> register_memory(void* ptr, size_t bytes, MemoryKind kind) override;
   bool supports(MemoryKind kind) const override { return kind == MemoryKind::Host || gdr_.direct(); }
-  LinkEstimate link_estimate() const override {
+  LinkProperties properties() const override {
     // The software verbs: ringlink-bench p2p on a 2-core VM (docs/transports.md). Hardware:
     // the port's signalling rate less protocol overhead, and a typical RC round trip; neither has
     // been measured here.
-    if (api_.is_soft) return {35.0, 1.5};
-    return {ethernet_ ? 5.0 : 3.0, link_gbit_ > 0 ? link_gbit_ / 8.0 * 0.9 : 10.0};
+    if (api_.is_soft) return {35.0, 1.5, false};
+    return {ethernet_ ? 5.0 : 3.0, link_gbit_ > 0 ? link_gbit_ / 8.0 * 0.9 : 10.0, false};
   }
   bool progress() override;
-  void on_all_connected() override;
 
   MrCache& mr_cache() override { return *cache_; }
   ibv_context* verbs_context() override { return dev_->ctx; }
@@ -1505,10 +1504,6 @@ std::unique_ptr<Connection> VerbsTransport::connect(int peer, std::span<const st
   pending_.erase(peer);
   link->connect(remote);
   return std::make_unique<VerbsConnection>(peer, std::move(link));
-}
-
-void VerbsTransport::on_all_connected() {
-  log::trace("transport {}: {} connection(s) up", name_, std::count_if(links_.begin(), links_.end(), [](Link* l) { return l; }));
 }
 
 std::shared_ptr<MemoryRegion> VerbsTransport::register_memory(void* ptr, size_t bytes, MemoryKind kind) {
