@@ -5,8 +5,9 @@
 
 #include "common/log.h"
 #include "ringlink/error.h"
+#include "ringlink_config.h"
 #include "transport/ucx/ucx_transport.h"
-#ifdef RINGLINK_HAVE_VERBS
+#if RINGLINK_HAVE_VERBS
 #include "transport/verbs/devices.h"
 #include "transport/verbs/verbs_transport.h"
 #endif
@@ -17,7 +18,7 @@ std::unique_ptr<Transport> create_transport(const TransportSetup& setup) {
   const Options& o = setup.options;
   switch (o.transport) {
     case TransportKind::Verbs: {
-#ifdef RINGLINK_HAVE_VERBS
+#if RINGLINK_HAVE_VERBS
       std::string why;
       if (!verbs::active_port_exists(o.ib_hca, o.ib_gid_index, &why))
         throw TransportError(setup.rank, -1, "create transport",
@@ -32,7 +33,7 @@ std::unique_ptr<Transport> create_transport(const TransportSetup& setup) {
       log::info("transport: UCX (RINGLINK_TRANSPORT=ucx)");
       return create_ucx_transport(setup);
     case TransportKind::Auto: {
-#ifdef RINGLINK_HAVE_VERBS
+#if RINGLINK_HAVE_VERBS
       std::string why;
       bool verbs_ok = false;
       try {

@@ -15,12 +15,9 @@
 #include <ringlink/ringlink.h>
 
 #include "bench/driver.h"
-#ifdef RINGLINK_HAVE_VERBS
+#include "ringlink_config.h"
+#if RINGLINK_HAVE_VERBS
 #include "transport/verbs/devices.h"
-#endif
-
-#ifndef RINGLINK_VERSION_STRING
-#define RINGLINK_VERSION_STRING "unknown"
 #endif
 
 namespace {
@@ -115,7 +112,7 @@ void list_devices() {
     }
     uct_release_component_list(components);
   }
-#ifdef RINGLINK_HAVE_VERBS
+#if RINGLINK_HAVE_VERBS
   const char* hca = std::getenv("RINGLINK_IB_HCA");
   std::fputs(verbs::list_devices(hca ? hca : "").c_str(), stdout);
 #else
