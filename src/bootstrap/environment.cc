@@ -6,10 +6,18 @@
 
 #include <fmt/format.h>
 
+#include "bootstrap/environment.h"
 #include "ringlink/error.h"
 #include "ringlink/options.h"
 
 namespace ringlink {
+
+std::optional<std::string> detail::environment_variable(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v) return std::nullopt;
+  return std::string(v);
+}
+
 namespace {
 
 [[noreturn]] void bad(const char* name, const std::string& value, std::string_view expected) {
@@ -70,13 +78,7 @@ int port_from_job_id(const std::string& job) {
 
 }  // namespace
 
-Options Options::from_environment() {
-  return from_environment([](const char* name) -> std::optional<std::string> {
-    const char* v = std::getenv(name);
-    if (!v) return std::nullopt;
-    return std::string(v);
-  });
-}
+Options Options::from_environment() { return from_environment(detail::environment_variable); }
 
 Options Options::from_environment(const EnvLookup& env) {
   Options o;

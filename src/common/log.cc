@@ -3,16 +3,19 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cstdlib>
 #include <string>
+
+#include "bootstrap/environment.h"
 
 namespace ringlink::log {
 namespace {
 
+// Read before any communicator exists, so logging during start-up already follows it; an
+// unknown value stays WARN here and is refused when a communicator reads its Options.
 LogLevel level_from_env() {
-  const char* v = std::getenv("RINGLINK_DEBUG");
+  auto v = detail::environment_variable("RINGLINK_DEBUG");
   if (!v) return LogLevel::Warn;
-  std::string s(v);
+  const std::string& s = *v;
   if (s == "INFO" || s == "info") return LogLevel::Info;
   if (s == "TRACE" || s == "trace") return LogLevel::Trace;
   return LogLevel::Warn;

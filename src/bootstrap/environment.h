@@ -1,0 +1,13 @@
+// The one reader of the process environment. Options::from_environment reads every RINGLINK_*
+// variable through it; settings needed before any communicator exists (the log level, a tool's
+// own settings) use it too, so docs/environment.md can list every variable from one place.
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace ringlink::detail {
+
+std::optional<std::string> environment_variable(const char* name);
+
+}  // namespace ringlink::detail
