@@ -33,6 +33,10 @@ constexpr size_t size_of(DataType t) {
   return 0;
 }
 
+constexpr bool is_floating_point(DataType t) {
+  return t == DataType::Float32 || t == DataType::Float64 || t == DataType::Float16 || t == DataType::BFloat16;
+}
+
 // Names as nccl-tests prints them: float, double, half, bfloat16, int8, uint8, int32, int64.
 std::string_view to_string(DataType t);
 std::string_view to_string(ReduceOp op);   // sum, prod, min, max, avg

@@ -23,10 +23,6 @@ inline uint64_t mix(uint64_t x) {
   return x;
 }
 
-inline bool is_float(DataType t) {
-  return t == DataType::Float32 || t == DataType::Float64 || t == DataType::Float16 || t == DataType::BFloat16;
-}
-
 // Unit roundoff of the type.
 inline double epsilon(DataType t) {
   switch (t) {

@@ -22,10 +22,6 @@ inline uint64_t mix(uint64_t x) {
   return x;
 }
 
-bool is_float(DataType t) {
-  return t == DataType::Float32 || t == DataType::Float64 || t == DataType::Float16 || t == DataType::BFloat16;
-}
-
 // Largest integer up to which every integer is exact, or the positive range of an integer type.
 double exact_limit(DataType t) {
   switch (t) {
@@ -149,7 +145,7 @@ struct Reduced {
 // The reduction of element `index` over all ranks, with its tolerance. `keys` are rank_key(r).
 Reduced reduce_element(const Params& p, const uint64_t* keys, DataType type, ReduceOp op, int nranks,
                        size_t index) {
-  const bool fl = is_float(type);
+  const bool fl = is_floating_point(type);
   double sum = 0, abs_sum = 0, prod = 1;
   uint64_t wsum = 0, wprod = 1;  // wrapping integer arithmetic
   int64_t mn = std::numeric_limits<int64_t>::max(), mx = std::numeric_limits<int64_t>::min();
