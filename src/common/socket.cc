@@ -172,23 +172,6 @@ void recv_all(int fd, void* data, size_t n, Deadline deadline) {
   }
 }
 
-void send_frame(int fd, const std::string& payload, Deadline deadline) {
-  uint32_t len = static_cast<uint32_t>(payload.size());
-  std::string buf(reinterpret_cast<const char*>(&len), 4);  // x86 / arm64: little-endian
-  buf += payload;
-  send_all(fd, buf.data(), buf.size(), deadline);
-}
-
-std::string recv_frame(int fd, Deadline deadline, size_t max_bytes) {
-  uint32_t len = 0;
-  recv_all(fd, &len, 4, deadline);
-  if (len > max_bytes)
-    throw SocketError(SocketError::Reason::Other, fmt::format("frame of {} bytes exceeds {}", len, max_bytes));
-  std::string payload(len, '\0');
-  if (len) recv_all(fd, payload.data(), len, deadline);
-  return payload;
-}
-
 int pick_free_port() {
   Fd fd = listen_tcp("127.0.0.1", 0, 1);
   return local_port(fd.get());

@@ -60,10 +60,6 @@ Fd connect_tcp(const std::string& host, int port, Deadline deadline);
 void send_all(int fd, const void* data, size_t n, Deadline deadline);
 void recv_all(int fd, void* data, size_t n, Deadline deadline);
 
-// Length-prefixed frames (u32 little-endian length, then payload).
-void send_frame(int fd, const std::string& payload, Deadline deadline);
-std::string recv_frame(int fd, Deadline deadline, size_t max_bytes = 64u << 20);
-
 // A free TCP port on 127.0.0.1 at the time of the call.
 int pick_free_port();
 

@@ -1,4 +1,4 @@
-#include "bootstrap/store.h"
+#include "bootstrap/store_server.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,12 +8,13 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -21,6 +22,7 @@
 #include "bootstrap/store_protocol.h"
 #include "bootstrap/wire.h"
 #include "common/log.h"
+#include "common/socket.h"
 #include "ringlink/error.h"
 
 namespace ringlink {
@@ -37,10 +39,6 @@ bool tokens_equal(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-std::string status_reply(Status s, std::string_view message = {}) {
-  return wire::Writer().u8(static_cast<uint8_t>(s)).str(message).take();
-}
-
 std::string list_ranks(const std::vector<int>& ranks) {
   // "3" / "3, 5" / "3, 5, 6 and 9 more": bounded so a big job's message stays one line.
   std::vector<int> head(ranks.begin(), ranks.begin() + std::min<size_t>(ranks.size(), 8));
@@ -49,14 +47,11 @@ std::string list_ranks(const std::vector<int>& ranks) {
   return s;
 }
 
-constexpr milliseconds kReplyTimeout{2000};
+std::string ok_reply() { return reply(Status::Ok).take(); }
+
 constexpr milliseconds kHelloTimeout{10000};
 
 }  // namespace
-
-// ---------------------------------------------------------------------------------------------
-// Server
-// ---------------------------------------------------------------------------------------------
 
 struct StoreServer::Impl {
   struct Conn {
@@ -68,7 +63,7 @@ struct StoreServer::Impl {
     int rank = -1;
     uint32_t epoch = 0;
     bool said_bye = false;
-    std::string inbuf;
+    wire::FrameReader frames{kMaxFrameBytes};
   };
   struct Waiter {
     int conn;
@@ -81,7 +76,7 @@ struct StoreServer::Impl {
     std::map<int, std::string> joined;  // rank -> address it joined from
     std::set<int> watchers;             // conn ids
     std::map<int, int> watcher_of_rank;  // rank -> conn id
-    std::optional<std::string> failure;
+    std::optional<Failure> failure;     // the first; every later request of the epoch gets it
   };
 
   std::string token;
@@ -107,21 +102,27 @@ struct StoreServer::Impl {
     [[maybe_unused]] ssize_t n = ::write(wake[1], &c, 1);
   }
 
-  void reply(int id, const std::string& payload) {
+  void send_to(int id, const std::string& payload) {
     auto it = conns.find(id);
     if (it == conns.end()) return;
     try {
-      net::send_frame(it->second.fd.get(), payload, Deadline::after(kReplyTimeout));
+      wire::send_frame(it->second.fd.get(), payload, Deadline::after(kReplyTimeout));
     } catch (const net::SocketError& e) {
-      log::info("store: dropping {}: {}", it->second.name, e.what());
-      close_conn(id);
+      drop(id, e.what());
     }
   }
 
+  void drop(int id, std::string_view why) {
+    auto it = conns.find(id);
+    if (it == conns.end()) return;
+    log::info("store: dropping {}: {}", it->second.name, why);
+    close_conn(id);
+  }
+
   // Fails every pending wait of the epoch and tells its watchers.
-  void fail_epoch(uint32_t epoch, Event kind, int rank, const std::string& message) {
+  void fail_epoch(uint32_t epoch, const Failure& failure) {
     Epoch& ep = epochs[epoch];
-    if (!ep.failure) ep.failure = message;
+    if (!ep.failure) ep.failure = failure;
     std::vector<Waiter> keep;
     std::vector<int> failed;
     for (auto& w : waiters) {
@@ -132,9 +133,10 @@ struct StoreServer::Impl {
         keep.push_back(w);
     }
     waiters.swap(keep);
-    for (int id : failed) reply(id, status_reply(Status::Error, message));
-    std::string push = wire::Writer().u8(static_cast<uint8_t>(kind)).i32(rank).str(message).take();
-    for (int id : std::set<int>(ep.watchers)) reply(id, push);
+    for (int id : failed) send_to(id, failed_reply(failure));
+    Pushed push{failure.kind == ErrorKind::PeerLost ? Event::Lost : Event::Failed, failure.culprit, failure.message};
+    std::string frame = encode(push);
+    for (int id : std::set<int>(ep.watchers)) send_to(id, frame);
   }
 
   void close_conn(int id) {
@@ -151,7 +153,7 @@ struct StoreServer::Impl {
       if (!c.said_bye) {
         std::string msg = fmt::format("rank {} exited or was killed (its connection to the store closed)", c.rank);
         log::warn("store: {}", msg);
-        fail_epoch(c.epoch, Event::Lost, c.rank, msg);
+        fail_epoch(c.epoch, {ErrorKind::PeerLost, c.rank, msg});
       }
     }
   }
@@ -166,7 +168,8 @@ struct StoreServer::Impl {
     if (!tokens_equal(tok, token)) {
       log::warn("store: refused connection from {}: wrong job token (rank {} claims to belong to this job)",
                 c.name, rank);
-      reply(id, status_reply(Status::Error, "refused: wrong job token (RINGLINK_JOB_TOKEN differs from rank 0's)"));
+      send_to(id, failed_reply({ErrorKind::InvalidArgument, -1,
+                                "refused: wrong job token (RINGLINK_JOB_TOKEN differs from rank 0's)"}));
       close_conn(id);
       return;
     }
@@ -184,9 +187,10 @@ struct StoreServer::Impl {
     }
     if (!problem.empty()) {
       log::warn("store: {}", problem);
-      reply(id, status_reply(Status::Error, problem));
+      Failure failure{ErrorKind::Mismatch, rank, problem};
+      send_to(id, failed_reply(failure));
       close_conn(id);
-      fail_epoch(epoch, Event::Failed, rank, problem);
+      fail_epoch(epoch, failure);
       return;
     }
     c.hello = true;
@@ -200,7 +204,7 @@ struct StoreServer::Impl {
       ep.watchers.insert(id);
       ep.watcher_of_rank[rank] = id;
     }
-    reply(id, status_reply(ep.failure ? Status::Error : Status::Ok, ep.failure.value_or("")));
+    send_to(id, ep.failure ? failed_reply(*ep.failure) : ok_reply());
   }
 
   std::vector<int> missing_ranks(const Epoch& ep) const {
@@ -220,7 +224,7 @@ struct StoreServer::Impl {
       if (hit) ready.push_back(w.conn);
       return hit;
     });
-    for (int id : ready) reply(id, status_reply(Status::Ok));
+    for (int id : ready) send_to(id, ok_reply());
   }
 
   void satisfy_get_waiters(uint32_t epoch, const std::string& key, const std::string& value) {
@@ -231,8 +235,8 @@ struct StoreServer::Impl {
       if (hit) ready.push_back(w.conn);
       return hit;
     });
-    std::string payload = wire::Writer().u8(static_cast<uint8_t>(Status::Ok)).str(value).take();
-    for (int id : ready) reply(id, payload);
+    std::string payload = reply(Status::Ok).str(value).take();
+    for (int id : ready) send_to(id, payload);
   }
 
   void handle_request(int id, const std::string& frame) {
@@ -240,7 +244,7 @@ struct StoreServer::Impl {
     auto op = static_cast<Op>(r.u8());
     if (!conns[id].hello) {
       if (op != Op::Hello) {
-        reply(id, status_reply(Status::Error, "expected HELLO"));
+        send_to(id, failed_reply({ErrorKind::InvalidArgument, -1, "expected HELLO"}));
         close_conn(id);
         return;
       }
@@ -254,7 +258,7 @@ struct StoreServer::Impl {
       return;
     }
     if (ep.failure) {
-      reply(id, status_reply(Status::Error, *ep.failure));
+      send_to(id, failed_reply(*ep.failure));
       return;
     }
     switch (op) {
@@ -262,7 +266,7 @@ struct StoreServer::Impl {
         std::string key = r.str();
         std::string value = r.str();
         ep.kv[key] = value;
-        reply(id, status_reply(Status::Ok));
+        send_to(id, ok_reply());
         satisfy_get_waiters(c.epoch, key, value);
         break;
       }
@@ -271,7 +275,7 @@ struct StoreServer::Impl {
         milliseconds timeout(r.u32());
         auto it = ep.kv.find(key);
         if (it != ep.kv.end())
-          reply(id, wire::Writer().u8(static_cast<uint8_t>(Status::Ok)).str(it->second).take());
+          send_to(id, reply(Status::Ok).str(it->second).take());
         else
           waiters.push_back({id, false, key, Clock::now() + timeout});
         break;
@@ -283,25 +287,26 @@ struct StoreServer::Impl {
         auto it = ep.kv.find(key);
         if (it != ep.kv.end()) value += std::stoll(it->second);
         ep.kv[key] = std::to_string(value);
-        reply(id, wire::Writer().u8(static_cast<uint8_t>(Status::Ok)).i64(value).take());
+        send_to(id, reply(Status::Ok).i64(value).take());
         satisfy_get_waiters(c.epoch, key, ep.kv[key]);
         break;
       }
       case Op::Check: {
         std::string key = r.str();
-        reply(id, status_reply(ep.kv.count(key) ? Status::Ok : Status::Timeout));
+        send_to(id, reply(ep.kv.count(key) ? Status::Ok : Status::Absent).take());
         break;
       }
       case Op::JoinWait: {
         milliseconds timeout(r.u32());
         if (static_cast<int>(ep.joined.size()) == world_size)
-          reply(id, status_reply(Status::Ok));
+          send_to(id, ok_reply());
         else
           waiters.push_back({id, true, {}, Clock::now() + timeout});
         break;
       }
       default:
-        reply(id, status_reply(Status::Error, fmt::format("unknown request {}", static_cast<int>(op))));
+        send_to(id, failed_reply({ErrorKind::InvalidArgument, -1,
+                                  fmt::format("unknown request {}", static_cast<int>(op))}));
     }
   }
 
@@ -316,13 +321,15 @@ struct StoreServer::Impl {
     for (auto& w : expired) {
       auto c = conns.find(w.conn);
       if (c == conns.end()) continue;
-      std::string msg;
+      Failure timeout{ErrorKind::Timeout, -1, {}};
       if (w.join) {
-        msg = fmt::format("rank(s) {} never joined", list_ranks(missing_ranks(epochs[c->second.epoch])));
+        std::vector<int> missing = missing_ranks(epochs[c->second.epoch]);
+        if (!missing.empty()) timeout.culprit = missing.front();
+        timeout.message = fmt::format("rank(s) {} never joined", list_ranks(missing));
       } else {
-        msg = fmt::format("key '{}' was never set", w.key);
+        timeout.message = fmt::format("key '{}' was never set", w.key);
       }
-      reply(w.conn, status_reply(Status::Timeout, msg));
+      send_to(w.conn, failed_reply(timeout));
     }
     // Connections that never said HELLO are dropped (port scanners, stray clients).
     std::vector<int> silent;
@@ -340,7 +347,7 @@ struct StoreServer::Impl {
     for (;;) {
       ssize_t n = ::recv(c.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
       if (n > 0) {
-        c.inbuf.append(buf, static_cast<size_t>(n));
+        c.frames.append({buf, static_cast<size_t>(n)});
         if (static_cast<size_t>(n) < sizeof buf) break;
         continue;
       }
@@ -349,26 +356,16 @@ struct StoreServer::Impl {
       close_conn(id);  // EOF or error
       return;
     }
-    // Parse every complete frame.
+    // Handle every complete frame; a request may close the connection.
     for (;;) {
       auto it = conns.find(id);
       if (it == conns.end()) return;
-      std::string& in = it->second.inbuf;
-      if (in.size() < 4) return;
-      uint32_t len;
-      std::memcpy(&len, in.data(), 4);
-      if (len > (64u << 20)) {
-        log::warn("store: dropping {}: oversized frame", it->second.name);
-        close_conn(id);
-        return;
-      }
-      if (in.size() < 4 + size_t{len}) return;
-      std::string frame = in.substr(4, len);
-      in.erase(0, 4 + size_t{len});
       try {
-        handle_request(id, frame);
+        std::optional<std::string> frame = it->second.frames.next();
+        if (!frame) return;
+        handle_request(id, *frame);
       } catch (const std::exception& e) {
-        log::warn("store: dropping {}: {}", it->second.name, e.what());
+        if (conns.count(id)) log::warn("store: dropping {}: {}", conns[id].name, e.what());
         close_conn(id);
         return;
       }
@@ -483,191 +480,6 @@ std::shared_ptr<StoreServer> StoreServer::acquire(const std::string& bind_host, 
   auto server = std::make_shared<StoreServer>(bind_host, port, token, world_size);
   if (port != 0) servers[port] = server;
   return server;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Clients
-// ---------------------------------------------------------------------------------------------
-
-namespace {
-
-net::Fd open_channel(const StoreIdentity& id, Channel channel, Deadline deadline, const char* what) {
-  net::Fd fd;
-  try {
-    fd = net::connect_tcp(id.host, id.port, deadline);
-  } catch (const net::SocketError& e) {
-    throw TimeoutError(id.rank, 0, "bootstrap",
-                       fmt::format("could not reach the rendezvous store of rank 0 at {}:{} within the deadline: {}",
-                                   id.host, id.port, e.what()));
-  }
-  std::string hello = wire::Writer()
-                          .u8(static_cast<uint8_t>(Op::Hello))
-                          .str(id.token)
-                          .i32(id.rank)
-                          .i32(id.world_size)
-                          .u32(id.epoch)
-                          .u8(static_cast<uint8_t>(channel))
-                          .take();
-  std::string reply;
-  try {
-    net::send_frame(fd.get(), hello, deadline);
-    reply = net::recv_frame(fd.get(), Deadline::after(std::max(deadline.remaining(), kReplyTimeout)));
-  } catch (const net::SocketError& e) {
-    throw TransportError(id.rank, 0, "bootstrap",
-                         fmt::format("{} handshake with the store at {}:{} failed: {} (a wrong RINGLINK_JOB_TOKEN "
-                                     "makes rank 0 close the connection)",
-                                     what, id.host, id.port, e.what()));
-  }
-  wire::Reader r(reply);
-  auto status = static_cast<Status>(r.u8());
-  std::string message = r.str();
-  if (status != Status::Ok) {
-    if (message.find("token") != std::string::npos)
-      throw InvalidArgumentError(id.rank, 0, "bootstrap", message);
-    throw MismatchError(id.rank, -1, "bootstrap", message);
-  }
-  return fd;
-}
-
-}  // namespace
-
-StoreClient::StoreClient(StoreIdentity id, Deadline connect_deadline) : id_(std::move(id)) {
-  fd_ = open_channel(id_, Channel::Request, connect_deadline, "request channel");
-}
-
-StoreClient::~StoreClient() = default;
-
-std::string StoreClient::request(const std::string& payload, const char* operation, milliseconds server_wait) {
-  std::lock_guard lk(mu_);
-  if (!fd_.valid())
-    throw PeerLostError(id_.rank, 0, operation, "the connection to the rendezvous store is closed");
-  try {
-    net::send_frame(fd_.get(), payload, Deadline::after(kReplyTimeout));
-    // The server answers a wait at its deadline; allow it that much plus a margin.
-    return net::recv_frame(fd_.get(), Deadline::after(server_wait + kReplyTimeout));
-  } catch (const net::SocketError& e) {
-    fd_.reset();
-    if (e.reason() == net::SocketError::Reason::Timeout)
-      throw TimeoutError(id_.rank, 0, operation,
-                         fmt::format("the rendezvous store on rank 0 did not answer: {}", e.what()));
-    throw PeerLostError(id_.rank, 0, operation,
-                        fmt::format("lost the rendezvous store on rank 0 ({}:{}): {}", id_.host, id_.port, e.what()));
-  }
-}
-
-namespace {
-void check_status(const StoreIdentity& id, wire::Reader& r, const char* operation, int peer) {
-  auto status = static_cast<Status>(r.u8());
-  if (status == Status::Ok) return;
-  std::string message = r.str();
-  if (status == Status::Timeout) throw TimeoutError(id.rank, peer, operation, message);
-  if (message.find("exited or was killed") != std::string::npos) throw PeerLostError(id.rank, peer, operation, message);
-  throw MismatchError(id.rank, peer, operation, message);
-}
-}  // namespace
-
-void StoreClient::set(const std::string& key, const std::string& value) {
-  std::string reply = request(wire::Writer().u8(static_cast<uint8_t>(Op::Set)).str(key).str(value).take(),
-                              "store set", milliseconds(0));
-  wire::Reader r(reply);
-  check_status(id_, r, "store set", 0);
-}
-
-std::string StoreClient::get(const std::string& key, milliseconds timeout) {
-  uint32_t t = static_cast<uint32_t>(std::clamp<int64_t>(timeout.count(), 0, UINT32_MAX));
-  std::string reply =
-      request(wire::Writer().u8(static_cast<uint8_t>(Op::Get)).str(key).u32(t).take(), "store get", timeout);
-  wire::Reader r(reply);
-  auto status = static_cast<Status>(r.u8());
-  std::string value = r.str();
-  if (status == Status::Ok) return value;
-  wire::Reader again(reply);
-  check_status(id_, again, "store get", -1);
-  return {};
-}
-
-bool StoreClient::check(const std::string& key) {
-  std::string reply =
-      request(wire::Writer().u8(static_cast<uint8_t>(Op::Check)).str(key).take(), "store check", milliseconds(0));
-  wire::Reader r(reply);
-  auto status = static_cast<Status>(r.u8());
-  if (status == Status::Error) throw MismatchError(id_.rank, -1, "store check", r.str());
-  return status == Status::Ok;
-}
-
-int64_t StoreClient::add(const std::string& key, int64_t delta) {
-  std::string reply = request(wire::Writer().u8(static_cast<uint8_t>(Op::Add)).str(key).i64(delta).take(),
-                              "store add", milliseconds(0));
-  wire::Reader r(reply);
-  auto status = static_cast<Status>(r.u8());
-  if (status != Status::Ok) throw MismatchError(id_.rank, -1, "store add", r.str());
-  return r.i64();
-}
-
-void StoreClient::wait_for_all_ranks(milliseconds timeout) {
-  uint32_t t = static_cast<uint32_t>(std::clamp<int64_t>(timeout.count(), 0, UINT32_MAX));
-  std::string reply = request(wire::Writer().u8(static_cast<uint8_t>(Op::JoinWait)).u32(t).take(), "bootstrap",
-                              timeout);
-  wire::Reader r(reply);
-  auto status = static_cast<Status>(r.u8());
-  if (status == Status::Ok) return;
-  std::string message = r.str();
-  if (status == Status::Timeout) {
-    // Name the first missing rank as the peer; the message lists all of them.
-    int peer = -1;
-    std::sscanf(message.c_str(), "rank(s) %d", &peer);
-    throw TimeoutError(id_.rank, peer, "bootstrap",
-                       fmt::format("{} within {} ms (WORLD_SIZE={})", message, timeout.count(), id_.world_size));
-  }
-  throw MismatchError(id_.rank, -1, "bootstrap", message);
-}
-
-void StoreClient::barrier(const std::string& name, milliseconds timeout) {
-  std::string key = "barrier/" + name;
-  int64_t arrived = add(key, 1);
-  if (arrived == id_.world_size) set(key + "/done", "1");
-  try {
-    get(key + "/done", timeout);
-  } catch (const TimeoutError&) {
-    int64_t n = add(key, 0);
-    throw TimeoutError(id_.rank, -1, "barrier",
-                       fmt::format("only {} of {} ranks reached '{}' within {} ms", n, id_.world_size, name,
-                                   timeout.count()));
-  }
-}
-
-WatchChannel::WatchChannel(const StoreIdentity& id, Deadline connect_deadline) : id_(id) {
-  fd_ = open_channel(id_, Channel::Watch, connect_deadline, "watch channel");
-}
-
-WatchChannel::~WatchChannel() = default;
-
-WatchChannel::Event WatchChannel::read_event() {
-  Event ev;
-  try {
-    std::string frame = net::recv_frame(fd_.get(), Deadline::after(kReplyTimeout));
-    wire::Reader r(frame);
-    auto kind = static_cast<store_protocol::Event>(r.u8());
-    ev.lost = kind == store_protocol::Event::Lost;
-    ev.rank = r.i32();
-    ev.message = r.str();
-  } catch (const std::exception& e) {
-    ev.lost = true;
-    ev.rank = 0;
-    ev.message = fmt::format("rank 0 exited or was killed (its rendezvous store at {}:{} closed: {})", id_.host,
-                             id_.port, e.what());
-    fd_.reset();
-  }
-  return ev;
-}
-
-void WatchChannel::bye() {
-  if (!fd_.valid()) return;
-  try {
-    net::send_frame(fd_.get(), wire::Writer().u8(static_cast<uint8_t>(Op::Bye)).take(), Deadline::after(kReplyTimeout));
-  } catch (const net::SocketError&) {
-  }
-  fd_.reset();
 }
 
 }  // namespace ringlink

@@ -1,0 +1,41 @@
+// A rank's request channel to the rendezvous store: set / get / check / add, the join wait
+// and a barrier, each bounded by a deadline.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "bootstrap/store_channel.h"
+#include "common/clock.h"
+#include "common/socket.h"
+
+namespace ringlink {
+
+// Thread-safe. Errors are typed ringlink::Error naming this rank, the operation and rank 0
+// (the store's host) or the rank the failure concerns (a missing, lost or misconfigured one).
+class StoreClient {
+ public:
+  StoreClient(StoreIdentity id, Deadline connect_deadline);
+  ~StoreClient();
+
+  void set(const std::string& key, const std::string& value);
+  // Waits until `key` exists; TimeoutError after `timeout`.
+  std::string get(const std::string& key, milliseconds timeout);
+  bool check(const std::string& key);
+  int64_t add(const std::string& key, int64_t delta);
+  // Waits until every rank has joined this epoch; the timeout error names the missing ranks.
+  void wait_for_all_ranks(milliseconds timeout);
+
+  // A store-based barrier named `name` (used once per name).
+  void barrier(const std::string& name, milliseconds timeout);
+
+ private:
+  // Sends one request and returns the reply's bytes; the server may hold a wait for `server_wait`.
+  std::string request(const std::string& payload, const char* operation, milliseconds server_wait);
+  StoreIdentity id_;
+  net::Fd fd_;
+  std::mutex mu_;
+};
+
+}  // namespace ringlink
