@@ -15,9 +15,14 @@ enum class TransportKind { Auto, Verbs, Ucx };
 enum class Algorithm { Auto, Ring, Tree };
 enum class LogLevel { Warn = 0, Info = 1, Trace = 2 };
 
-std::string_view to_string(TransportKind k);
-std::string_view to_string(Algorithm a);
-std::string_view to_string(LogLevel l);
+// The names RINGLINK_TRANSPORT, RINGLINK_ALGO and RINGLINK_DEBUG take; parse_* return nullopt
+// for any other (RINGLINK_DEBUG also takes the lower-case names).
+std::string_view to_string(TransportKind k);  // auto, verbs, ucx
+std::optional<TransportKind> parse_transport_kind(std::string_view name);
+std::string_view to_string(Algorithm a);  // auto, ring, tree
+std::optional<Algorithm> parse_algorithm(std::string_view name);
+std::string_view to_string(LogLevel l);  // WARN, INFO, TRACE
+std::optional<LogLevel> parse_log_level(std::string_view name);
 
 // Which launcher the rank identity came from.
 enum class Launcher { None, Explicit, Torchrun, OpenMpi, Slurm };

@@ -38,10 +38,11 @@ constexpr bool is_floating_point(DataType t) {
 }
 
 // Names as nccl-tests prints them: float, double, half, bfloat16, int8, uint8, int32, int64.
+// parse_* take those names (and, for types, float32, fp16, bf16, ...); nullopt for others.
 std::string_view to_string(DataType t);
-std::string_view to_string(ReduceOp op);   // sum, prod, min, max, avg
-std::string_view to_string(MemoryKind k);  // host, cuda
-std::optional<DataType> parse_data_type(std::string_view name);  // also accepts float32, fp16, ...
+std::optional<DataType> parse_data_type(std::string_view name);
+std::string_view to_string(ReduceOp op);  // sum, prod, min, max, avg
 std::optional<ReduceOp> parse_reduce_op(std::string_view name);
+std::string_view to_string(MemoryKind k);  // host, cuda
 
 }  // namespace ringlink

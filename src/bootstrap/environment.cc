@@ -1,6 +1,8 @@
 // Options::from_environment: RINGLINK_* variables and the launcher's rank identity
 // (torchrun first, then Open MPI, then Slurm).
+#include <cctype>
 #include <charconv>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 
@@ -45,7 +47,7 @@ uint64_t parse_bytes(const char* name, const std::string& s) {
   }
   uint64_t v = 0;
   auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
-  if (digits.empty() || ec != std::errc() || p != digits.data() + digits.size())
+  if (digits.empty() || ec != std::errc() || p != digits.data() + digits.size() || v > UINT64_MAX / mult)
     bad(name, s, "a byte count such as 524288, 512K or 1M");
   return v * mult;
 }
@@ -142,16 +144,14 @@ Options Options::from_environment(const EnvLookup& env) {
   }
 
   if (auto v = get("RINGLINK_TRANSPORT")) {
-    if (*v == "auto") o.transport = TransportKind::Auto;
-    else if (*v == "verbs") o.transport = TransportKind::Verbs;
-    else if (*v == "ucx") o.transport = TransportKind::Ucx;
-    else bad("RINGLINK_TRANSPORT", *v, "auto, verbs or ucx");
+    auto k = parse_transport_kind(*v);
+    if (!k) bad("RINGLINK_TRANSPORT", *v, "auto, verbs or ucx");
+    o.transport = *k;
   }
   if (auto v = get("RINGLINK_ALGO")) {
-    if (*v == "auto") o.algorithm = Algorithm::Auto;
-    else if (*v == "ring") o.algorithm = Algorithm::Ring;
-    else if (*v == "tree") o.algorithm = Algorithm::Tree;
-    else bad("RINGLINK_ALGO", *v, "auto, ring or tree");
+    auto a = parse_algorithm(*v);
+    if (!a) bad("RINGLINK_ALGO", *v, "auto, ring or tree");
+    o.algorithm = *a;
   }
   if (auto v = get("RINGLINK_CHUNK_BYTES")) {
     uint64_t b = parse_bytes("RINGLINK_CHUNK_BYTES", *v);
@@ -162,10 +162,9 @@ Options Options::from_environment(const EnvLookup& env) {
   if (get("RINGLINK_CONNECT_TIMEOUT_MS"))
     o.connect_timeout = std::chrono::milliseconds(int_of("RINGLINK_CONNECT_TIMEOUT_MS", 1, 86400000));
   if (auto v = get("RINGLINK_DEBUG")) {
-    if (*v == "WARN" || *v == "warn") o.log_level = LogLevel::Warn;
-    else if (*v == "INFO" || *v == "info") o.log_level = LogLevel::Info;
-    else if (*v == "TRACE" || *v == "trace") o.log_level = LogLevel::Trace;
-    else bad("RINGLINK_DEBUG", *v, "WARN, INFO or TRACE");
+    auto l = parse_log_level(*v);
+    if (!l) bad("RINGLINK_DEBUG", *v, "WARN, INFO or TRACE");
+    o.log_level = *l;
   }
   if (auto v = get("RINGLINK_IB_HCA")) o.ib_hca = *v;
   if (get("RINGLINK_IB_GID_INDEX")) o.ib_gid_index = static_cast<int>(int_of("RINGLINK_IB_GID_INDEX", 0, 255));

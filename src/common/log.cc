@@ -14,11 +14,7 @@ namespace {
 // unknown value stays WARN here and is refused when a communicator reads its Options.
 LogLevel level_from_env() {
   auto v = detail::environment_variable("RINGLINK_DEBUG");
-  if (!v) return LogLevel::Warn;
-  const std::string& s = *v;
-  if (s == "INFO" || s == "info") return LogLevel::Info;
-  if (s == "TRACE" || s == "trace") return LogLevel::Trace;
-  return LogLevel::Warn;
+  return v ? parse_log_level(*v).value_or(LogLevel::Warn) : LogLevel::Warn;
 }
 
 std::atomic<int> g_level{static_cast<int>(level_from_env())};

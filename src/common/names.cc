@@ -1,6 +1,5 @@
-// Error construction and the to_string / parse functions of the public enums.
-#include <fmt/format.h>
-
+// The names of the public enums: to_string for each, and the parse functions of those that
+// settings and tools take by name, beside it, so each value has one spelling.
 #include "ringlink/error.h"
 #include "ringlink/options.h"
 #include "ringlink/types.h"
@@ -18,33 +17,6 @@ std::string_view to_string(ErrorKind kind) {
   return "error";
 }
 
-namespace {
-std::string format_error(ErrorKind kind, int rank, int peer, const std::string& op, const std::string& detail) {
-  std::string who = rank >= 0 ? fmt::format("rank {}", rank) : std::string("ringlink");
-  std::string with = peer >= 0 ? fmt::format(" with peer {}", peer) : std::string();
-  return fmt::format("{}: {} in {}{}: {}", who, to_string(kind), op, with, detail);
-}
-}  // namespace
-
-Error::Error(ErrorKind kind, int rank, int peer, std::string operation, std::string detail)
-    : std::runtime_error(format_error(kind, rank, peer, operation, detail)),
-      kind_(kind),
-      rank_(rank),
-      peer_(peer),
-      operation_(std::move(operation)),
-      detail_(std::move(detail)) {}
-
-void throw_error(ErrorKind kind, int rank, int peer, std::string operation, std::string detail) {
-  switch (kind) {
-    case ErrorKind::Timeout: throw TimeoutError(rank, peer, std::move(operation), std::move(detail));
-    case ErrorKind::PeerLost: throw PeerLostError(rank, peer, std::move(operation), std::move(detail));
-    case ErrorKind::Mismatch: throw MismatchError(rank, peer, std::move(operation), std::move(detail));
-    case ErrorKind::InvalidArgument: throw InvalidArgumentError(rank, peer, std::move(operation), std::move(detail));
-    case ErrorKind::Transport: throw TransportError(rank, peer, std::move(operation), std::move(detail));
-  }
-  throw TransportError(rank, peer, std::move(operation), std::move(detail));
-}
-
 std::string_view to_string(DataType t) {
   switch (t) {
     case DataType::Float32: return "float";
@@ -59,19 +31,6 @@ std::string_view to_string(DataType t) {
   return "?";
 }
 
-std::string_view to_string(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::Sum: return "sum";
-    case ReduceOp::Prod: return "prod";
-    case ReduceOp::Min: return "min";
-    case ReduceOp::Max: return "max";
-    case ReduceOp::Avg: return "avg";
-  }
-  return "?";
-}
-
-std::string_view to_string(MemoryKind k) { return k == MemoryKind::Host ? "host" : "cuda"; }
-
 std::optional<DataType> parse_data_type(std::string_view s) {
   if (s == "float" || s == "float32" || s == "fp32" || s == "f32") return DataType::Float32;
   if (s == "double" || s == "float64" || s == "fp64" || s == "f64") return DataType::Float64;
@@ -84,14 +43,24 @@ std::optional<DataType> parse_data_type(std::string_view s) {
   return std::nullopt;
 }
 
+std::string_view to_string(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::Sum: return "sum";
+    case ReduceOp::Prod: return "prod";
+    case ReduceOp::Min: return "min";
+    case ReduceOp::Max: return "max";
+    case ReduceOp::Avg: return "avg";
+  }
+  return "?";
+}
+
 std::optional<ReduceOp> parse_reduce_op(std::string_view s) {
-  if (s == "sum") return ReduceOp::Sum;
-  if (s == "prod") return ReduceOp::Prod;
-  if (s == "min") return ReduceOp::Min;
-  if (s == "max") return ReduceOp::Max;
-  if (s == "avg") return ReduceOp::Avg;
+  for (ReduceOp op : kAllReduceOps)
+    if (s == to_string(op)) return op;
   return std::nullopt;
 }
+
+std::string_view to_string(MemoryKind k) { return k == MemoryKind::Host ? "host" : "cuda"; }
 
 std::string_view to_string(TransportKind k) {
   switch (k) {
@@ -100,6 +69,12 @@ std::string_view to_string(TransportKind k) {
     case TransportKind::Ucx: return "ucx";
   }
   return "?";
+}
+
+std::optional<TransportKind> parse_transport_kind(std::string_view s) {
+  for (TransportKind k : {TransportKind::Auto, TransportKind::Verbs, TransportKind::Ucx})
+    if (s == to_string(k)) return k;
+  return std::nullopt;
 }
 
 std::string_view to_string(Algorithm a) {
@@ -111,6 +86,12 @@ std::string_view to_string(Algorithm a) {
   return "?";
 }
 
+std::optional<Algorithm> parse_algorithm(std::string_view s) {
+  for (Algorithm a : {Algorithm::Auto, Algorithm::Ring, Algorithm::Tree})
+    if (s == to_string(a)) return a;
+  return std::nullopt;
+}
+
 std::string_view to_string(LogLevel l) {
   switch (l) {
     case LogLevel::Warn: return "WARN";
@@ -118,6 +99,14 @@ std::string_view to_string(LogLevel l) {
     case LogLevel::Trace: return "TRACE";
   }
   return "?";
+}
+
+std::optional<LogLevel> parse_log_level(std::string_view s) {
+  // The upper-case name, or all lower case ("info"), as RINGLINK_DEBUG has always taken them.
+  if (s == "WARN" || s == "warn") return LogLevel::Warn;
+  if (s == "INFO" || s == "info") return LogLevel::Info;
+  if (s == "TRACE" || s == "trace") return LogLevel::Trace;
+  return std::nullopt;
 }
 
 std::string_view to_string(Launcher l) {

@@ -5,6 +5,7 @@
 
 #include "ringlink/error.h"
 #include "ringlink/options.h"
+#include "ringlink/types.h"
 
 using ringlink::Launcher;
 using ringlink::Options;
@@ -143,6 +144,7 @@ TEST(Environment, MalformedValuesNameTheVariable) {
            {"RINGLINK_ALGO", "butterfly"},
            {"RINGLINK_CHUNK_BYTES", "12Q"},
            {"RINGLINK_CHUNK_BYTES", "4"},
+           {"RINGLINK_CHUNK_BYTES", "17179869184G"},  // 2^64 bytes: must not wrap into range
            {"RINGLINK_TIMEOUT_MS", "soon"},
            {"RINGLINK_TIMEOUT_MS", "-5"},
            {"RINGLINK_DEBUG", "LOUD"},
@@ -159,6 +161,24 @@ TEST(Environment, MalformedValuesNameTheVariable) {
       EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
     }
   }
+}
+
+// Each enum's parse function takes exactly the names its to_string prints (and a few aliases).
+TEST(Names, ParseTakesWhatToStringPrints) {
+  using namespace ringlink;
+  for (auto k : {TransportKind::Auto, TransportKind::Verbs, TransportKind::Ucx})
+    EXPECT_EQ(parse_transport_kind(to_string(k)), k) << to_string(k);
+  for (auto a : {Algorithm::Auto, Algorithm::Ring, Algorithm::Tree}) EXPECT_EQ(parse_algorithm(to_string(a)), a);
+  for (auto l : {LogLevel::Warn, LogLevel::Info, LogLevel::Trace}) EXPECT_EQ(parse_log_level(to_string(l)), l);
+  for (auto t : kAllDataTypes) EXPECT_EQ(parse_data_type(to_string(t)), t) << to_string(t);
+  for (auto op : kAllReduceOps) EXPECT_EQ(parse_reduce_op(to_string(op)), op) << to_string(op);
+  EXPECT_EQ(parse_log_level("trace"), LogLevel::Trace);
+  EXPECT_EQ(parse_data_type("bf16"), DataType::BFloat16);
+  EXPECT_EQ(parse_transport_kind("rdma"), std::nullopt);
+  EXPECT_EQ(parse_algorithm("Ring"), std::nullopt);
+  EXPECT_EQ(parse_log_level("Info"), std::nullopt);
+  EXPECT_EQ(parse_data_type(""), std::nullopt);
+  EXPECT_EQ(parse_reduce_op("mean"), std::nullopt);
 }
 
 TEST(Environment, RankOutOfRangeIsRejected) {
