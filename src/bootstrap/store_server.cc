@@ -92,7 +92,6 @@ struct StoreServer::Impl {
 
   std::mutex mu;  // guards the drain state below
   bool draining = false;
-  bool stop_now = false;
   Clock::time_point drain_deadline{};
   milliseconds drain_timeout{5000};
   std::atomic<bool> exited{false};
@@ -378,7 +377,6 @@ struct StoreServer::Impl {
       Clock::time_point drain_at;
       {
         std::lock_guard lk(mu);
-        if (stop_now) break;
         draining_now = draining;
         drain_at = drain_deadline;
       }

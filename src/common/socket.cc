@@ -96,7 +96,7 @@ std::string peer_name(int fd) {
 }
 
 Fd connect_tcp(const std::string& host, int port, Deadline deadline) {
-  std::string last_error = "no attempt";
+  int last_errno = ETIMEDOUT;
   auto backoff = std::chrono::milliseconds(10);
   for (;;) {
     addrinfo* res = resolve(host, port, false);
@@ -123,16 +123,15 @@ Fd connect_tcp(const std::string& host, int port, Deadline deadline) {
       setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       return fd;
     }
-    last_error = std::strerror(err);
+    last_errno = err;
     if (deadline.expired()) break;
     // Refused / unreachable: the server may not be up yet. Retry with a growing pause.
     std::this_thread::sleep_for(std::min(backoff, deadline.remaining()));
     backoff = std::min(backoff * 2, std::chrono::milliseconds(200));
     if (deadline.expired()) break;
   }
-  throw SocketError(last_error == std::strerror(ECONNREFUSED) ? SocketError::Reason::Refused
-                                                            : SocketError::Reason::Timeout,
-                    fmt::format("cannot connect to {}:{}: {}", host, port, last_error));
+  throw SocketError(last_errno == ECONNREFUSED ? SocketError::Reason::Refused : SocketError::Reason::Timeout,
+                    fmt::format("cannot connect to {}:{}: {}", host, port, std::strerror(last_errno)));
 }
 
 void send_all(int fd, const void* data, size_t n, Deadline deadline) {
