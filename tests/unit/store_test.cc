@@ -1,12 +1,17 @@
-// The rendezvous store in one process: a server on a free loopback port, clients in threads.
+// The rendezvous store in one process: a server on a free loopback port, clients in threads;
+// and its wire format's frame reader.
 #include <gtest/gtest.h>
 #include <poll.h>
 
 #include <chrono>
 #include <future>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "bootstrap/store.h"
+#include "bootstrap/store_protocol.h"
+#include "bootstrap/wire.h"
 #include "ringlink/error.h"
 
 using namespace ringlink;
@@ -91,6 +96,7 @@ TEST_F(StoreTest, WrongTokenIsRefused) {
     StoreClient bad(id(1, 0, "not-the-token"), Deadline::after(2s));
     FAIL() << "a client with a wrong token was accepted";
   } catch (const InvalidArgumentError& e) {
+    EXPECT_EQ(e.peer(), 0) << e.what();  // refused by rank 0's store
     EXPECT_NE(std::string(e.what()).find("wrong job token"), std::string::npos) << e.what();
   }
   // The job itself is unaffected.
@@ -108,6 +114,7 @@ TEST_F(StoreTest, WorldSizeDisagreementFailsEveryone) {
     waiting.get();
     FAIL() << "rank 0 kept waiting after a WORLD_SIZE mismatch";
   } catch (const MismatchError& e) {
+    EXPECT_EQ(e.peer(), 1) << "the rank that disagrees: " << e.what();
     EXPECT_NE(std::string(e.what()).find("WORLD_SIZE"), std::string::npos) << e.what();
   }
 }
@@ -148,6 +155,87 @@ TEST_F(StoreTest, WatchIsQuietAfterBye) {
   // Nothing may arrive: rank 1 left cleanly. The server's closing, at the end, is the only event.
   pollfd p{wa.fd(), POLLIN, 0};
   EXPECT_EQ(::poll(&p, 1, 300), 0);
+}
+
+TEST_F(StoreTest, RequestsAfterARankDiedArePeerLostNamingIt) {
+  auto a = client(0), b = client(1);
+  WatchChannel wa(id(0), Deadline::after(2s));
+  auto wb = std::make_unique<WatchChannel>(id(1), Deadline::after(2s));
+  auto waiting = std::async(std::launch::async, [&] { return a->get("never", 5s); });
+  std::this_thread::sleep_for(100ms);
+  wb.reset();  // rank 1 "dies" while rank 0 waits
+  try {
+    waiting.get();
+    FAIL() << "the wait outlived rank 1";
+  } catch (const PeerLostError& e) {
+    EXPECT_EQ(e.peer(), 1) << e.what();
+    EXPECT_NE(std::string(e.what()).find("rank 1 exited or was killed"), std::string::npos) << e.what();
+  }
+  // Every later request of the epoch hears the same, with the same kind and culprit.
+  try {
+    a->add("n", 1);
+    FAIL() << "add succeeded in a failed epoch";
+  } catch (const PeerLostError& e) {
+    EXPECT_EQ(e.peer(), 1) << e.what();
+  }
+}
+
+TEST_F(StoreTest, ServerDropsAConnectionAnnouncingAFrameOverTheLimit) {
+  net::Fd fd = net::connect_tcp("127.0.0.1", server_->port(), Deadline::after(2s));
+  uint32_t len = static_cast<uint32_t>(store_protocol::kMaxFrameBytes + 1);
+  net::send_all(fd.get(), &len, sizeof len, Deadline::after(2s));
+  char c = 0;
+  try {
+    net::recv_all(fd.get(), &c, 1, Deadline::after(2s));
+    FAIL() << "the server answered an oversized frame";
+  } catch (const net::SocketError& e) {
+    EXPECT_EQ(e.reason(), net::SocketError::Reason::Closed) << e.what();
+  }
+  auto a = client(0);  // the store itself carries on
+  a->set("k", "v");
+  EXPECT_EQ(a->get("k", 1s), "v");
+}
+
+TEST(FrameReader, ReassemblesFramesFedByteByByte) {
+  std::string bytes = wire::frame("hello") + wire::frame("") + wire::frame("world!");
+  wire::FrameReader reader(64);
+  std::vector<std::string> got;
+  for (char c : bytes) {
+    reader.append(std::string_view(&c, 1));
+    while (auto f = reader.next()) got.push_back(*f);
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"hello", "", "world!"}));
+}
+
+TEST(FrameReader, WantedIsWhatCompletesTheHeaderOrPayload) {
+  wire::FrameReader reader(64);
+  std::string f = wire::frame("abc");
+  EXPECT_EQ(reader.wanted(), 4u);
+  reader.append(f.substr(0, 2));
+  EXPECT_FALSE(reader.next());
+  EXPECT_EQ(reader.wanted(), 2u);
+  reader.append(f.substr(2, 3));
+  EXPECT_FALSE(reader.next());
+  EXPECT_EQ(reader.wanted(), 2u);
+  reader.append(f.substr(5));
+  EXPECT_EQ(reader.next(), "abc");
+  EXPECT_EQ(reader.wanted(), 4u);
+}
+
+TEST(FrameReader, RefusesAFrameOverItsLimitFromTheHeaderAlone) {
+  wire::FrameReader reader(8);
+  reader.append(wire::frame("12345678"));
+  EXPECT_EQ(reader.next(), "12345678");
+  reader.append(wire::frame("123456789").substr(0, wire::kFrameHeaderBytes));
+  EXPECT_THROW(reader.next(), wire::FormatError);
+}
+
+TEST(WireReader, AFieldPastTheEndIsMalformed) {
+  std::string payload = wire::Writer().u32(100).take();  // a string that claims 100 bytes and has none
+  wire::Reader r(payload);
+  EXPECT_THROW(r.str(), wire::FormatError);
+  wire::Reader empty("");
+  EXPECT_THROW(empty.u8(), wire::FormatError);
 }
 
 TEST(StoreClientAlone, UnreachableServerTimesOutNamingRankZero) {
