@@ -1,5 +1,6 @@
 // Options::from_environment: RINGLINK_* variables and the launcher's rank identity
-// (torchrun first, then Open MPI, then Slurm).
+// (torchrun first, then Open MPI, then Slurm); Options::validate; and the one reader of the
+// process environment, detail::environment_variable.
 #include <cctype>
 #include <charconv>
 #include <cstdint>

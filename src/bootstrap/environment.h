@@ -1,6 +1,6 @@
 // The one reader of the process environment. Options::from_environment reads every RINGLINK_*
-// variable through it; settings needed before any communicator exists (the log level, a tool's
-// own settings) use it too, so docs/environment.md can list every variable from one place.
+// variable through it; a setting needed before any communicator exists (the start-up log
+// level) uses it too, so docs/environment.md can list every variable from one place.
 #pragma once
 
 #include <optional>

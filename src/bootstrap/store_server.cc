@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -41,7 +42,7 @@ bool tokens_equal(const std::string& a, const std::string& b) {
 
 std::string list_ranks(const std::vector<int>& ranks) {
   // "3" / "3, 5" / "3, 5, 6 and 9 more": bounded so a big job's message stays one line.
-  std::vector<int> head(ranks.begin(), ranks.begin() + std::min<size_t>(ranks.size(), 8));
+  std::vector<int> head(ranks.begin(), ranks.begin() + std::min<std::ptrdiff_t>(std::ssize(ranks), 8));
   std::string s = fmt::format("{}", fmt::join(head, ", "));
   if (ranks.size() > head.size()) s += fmt::format(" and {} more", ranks.size() - head.size());
   return s;
