@@ -46,6 +46,24 @@ Loaded load() {
   sym(d.mem_alloc, "cuMemAlloc_v2");
   sym(d.mem_free, "cuMemFree_v2");
   sym(d.memset_d8, "cuMemsetD8_v2");
+  sym(d.device_get_name, "cuDeviceGetName");
+  sym(d.ctx_synchronize, "cuCtxSynchronize");
+  sym(d.pointer_get_attributes, "cuPointerGetAttributes");
+  sym(d.launch_kernel, "cuLaunchKernel");
+  sym(d.stream_get_ctx, "cuStreamGetCtx");
+  sym(d.stream_create, "cuStreamCreate");
+  sym(d.stream_destroy, "cuStreamDestroy_v2");
+  sym(d.stream_synchronize, "cuStreamSynchronize");
+  sym(d.event_create, "cuEventCreate");
+  sym(d.event_destroy, "cuEventDestroy_v2");
+  sym(d.event_record, "cuEventRecord");
+  sym(d.event_synchronize, "cuEventSynchronize");
+  // CUDA 12.8 renamed it (same signature); older drivers have only the first name.
+  sym(d.event_elapsed_time, "cuEventElapsedTime_v2", false);
+  if (!d.event_elapsed_time) sym(d.event_elapsed_time, "cuEventElapsedTime");
+  sym(d.memcpy_dtod_async, "cuMemcpyDtoDAsync_v2");
+  sym(d.library_load_data, "cuLibraryLoadData", false);
+  sym(d.library_get_kernel, "cuLibraryGetKernel", false);
   if (!missing.empty()) {
     out.error = fmt::format("libcuda.so.1 lacks {}", missing);
     return out;

@@ -1,6 +1,7 @@
-// The CUDA driver calls ringlink makes (staging device buffers, GPUDirect registration), loaded
-// with dlopen("libcuda.so.1") so that nothing in ringlink links CUDA: a host without a GPU driver
-// simply has no CUDA memory. Values below match cuda.h (CUDA 11.7 and later).
+// The CUDA driver calls ringlink makes (staging device buffers, GPUDirect registration, the GPU
+// reduction kernels), loaded with dlopen("libcuda.so.1") so that nothing in ringlink links CUDA:
+// a host without a GPU driver simply has no CUDA memory. Values below match cuda.h (CUDA 11.7
+// and later; the kernel library calls need 12.0).
 #pragma once
 
 #include <cstddef>
@@ -13,16 +14,32 @@ using CUresult = int;
 using CUdeviceptr = unsigned long long;
 using CUdevice = int;
 using CUcontext = void*;
+using CUstream = void*;    // cuda.h's CUstream (and cudart's cudaStream_t) convert to it
+using CUevent = void*;
+using CUfunction = void*;
+using CUlibrary = void*;
+using CUkernel = void*;    // usable as a CUfunction in launch_kernel
 
 inline constexpr CUresult kCudaSuccess = 0;
 inline constexpr int kCuPointerAttributeContext = 1;
 inline constexpr int kCuPointerAttributeMemoryType = 2;
 inline constexpr int kCuPointerAttributeBufferId = 7;
+inline constexpr int kCuPointerAttributeIsManaged = 8;
 inline constexpr int kCuPointerAttributeDeviceOrdinal = 9;
+inline constexpr int kCuPointerAttributeRangeStartAddr = 11;
+inline constexpr int kCuPointerAttributeRangeSize = 12;
 inline constexpr unsigned kCuMemoryTypeDevice = 2;
+inline constexpr int kCuDeviceAttributeMultiprocessorCount = 16;
 inline constexpr int kCuDeviceAttributeComputeCapabilityMajor = 75;
+inline constexpr int kCuDeviceAttributeComputeCapabilityMinor = 76;
 inline constexpr int kCuDeviceAttributeDmaBufSupported = 124;
 inline constexpr int kCuMemRangeHandleTypeDmaBufFd = 1;
+inline constexpr CUresult kCudaErrorInvalidContext = 201;
+inline constexpr unsigned kCuStreamNonBlocking = 1;
+inline constexpr unsigned kCuEventDefault = 0;
+// Stream handles with a meaning of their own (cuda.h's CU_STREAM_LEGACY, CU_STREAM_PER_THREAD).
+inline const CUstream kCuStreamLegacy = reinterpret_cast<CUstream>(0x1);
+inline const CUstream kCuStreamPerThread = reinterpret_cast<CUstream>(0x2);
 
 struct CudaDriver {
   CUresult (*init)(unsigned flags) = nullptr;
@@ -44,6 +61,31 @@ struct CudaDriver {
   CUresult (*mem_alloc)(CUdeviceptr* ptr, size_t bytes) = nullptr;
   CUresult (*mem_free)(CUdeviceptr ptr) = nullptr;
   CUresult (*memset_d8)(CUdeviceptr ptr, unsigned char value, size_t bytes) = nullptr;
+  CUresult (*device_get_name)(char* name, int length, CUdevice device) = nullptr;
+  CUresult (*ctx_synchronize)() = nullptr;
+
+  // The reduction kernels (src/reduce/cuda): pointer checks, launch, and the streams and events
+  // the tests and the benchmark order and time them with.
+  CUresult (*pointer_get_attributes)(unsigned count, int* attributes, void** data, CUdeviceptr ptr) = nullptr;
+  CUresult (*launch_kernel)(CUfunction f, unsigned grid_x, unsigned grid_y, unsigned grid_z, unsigned block_x,
+                            unsigned block_y, unsigned block_z, unsigned shared_bytes, CUstream stream,
+                            void** params, void** extra) = nullptr;
+  CUresult (*stream_get_ctx)(CUstream stream, CUcontext* ctx) = nullptr;
+  CUresult (*stream_create)(CUstream* stream, unsigned flags) = nullptr;
+  CUresult (*stream_destroy)(CUstream stream) = nullptr;
+  CUresult (*stream_synchronize)(CUstream stream) = nullptr;
+  CUresult (*event_create)(CUevent* event, unsigned flags) = nullptr;
+  CUresult (*event_destroy)(CUevent event) = nullptr;
+  CUresult (*event_record)(CUevent event, CUstream stream) = nullptr;
+  CUresult (*event_synchronize)(CUevent event) = nullptr;
+  CUresult (*event_elapsed_time)(float* ms, CUevent start, CUevent end) = nullptr;
+  CUresult (*memcpy_dtod_async)(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream stream) = nullptr;
+  // Optional (CUDA 12.0+): context-independent loading of the kernels' fatbin. Null on older
+  // drivers, which then have no GPU reductions.
+  CUresult (*library_load_data)(CUlibrary* library, const void* code, void* jit_options, void** jit_values,
+                                unsigned jit_count, void* library_options, void** library_values,
+                                unsigned library_count) = nullptr;
+  CUresult (*library_get_kernel)(CUkernel* kernel, CUlibrary library, const char* name) = nullptr;
 
   int device_count = 0;
 };
