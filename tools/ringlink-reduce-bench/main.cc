@@ -1,5 +1,6 @@
 // ringlink-reduce-bench: the reduction kernel's speed next to a plain memcpy and a plain
-// `a[i] += b[i]` loop, all measured in the same run on the same buffers.
+// `a[i] += b[i]` loop, all measured in the same run on the same buffers; with --device cuda,
+// the GPU kernel next to a device-to-device copy (gpu.cc).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -11,6 +12,7 @@
 
 #include "common/host_buffer.h"
 #include "reduce/reduce.h"
+#include "ringlink-reduce-bench/gpu.h"
 
 namespace {
 
@@ -36,12 +38,44 @@ __attribute__((noinline)) void plain_add(float* a, const float* b, size_t n) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Reduction kernel throughput vs memcpy and a plain a += b loop (float32 sum)."};
+  CLI::App app{"Reduction kernel throughput vs memcpy and a plain a += b loop (float32 sum); "
+               "--device cuda: the GPU kernel vs a device-to-device copy."};
   std::vector<size_t> sizes{size_t{32} << 10, size_t{512} << 10, size_t{4} << 20, size_t{64} << 20};
   int reps = 21;
-  app.add_option("-s,--sizes", sizes, "buffer sizes in bytes");
-  app.add_option("-r,--reps", reps, "repetitions (the median is reported)");
+  std::string device = "host";
+  std::vector<std::string> type_names{"float", "bfloat16"};
+  std::string op_name = "sum";
+  auto* sizes_opt = app.add_option("-s,--sizes", sizes, "buffer sizes in bytes (GPU default: 64 MiB, 256 MiB)");
+  app.add_option("-r,--reps", reps, "repetitions (the median is reported)")->check(CLI::PositiveNumber);
+  app.add_option("--device", device, "host or cuda")->check(CLI::IsMember({"host", "cuda"}));
+  app.add_option("-t,--types", type_names, "with --device cuda: element types (float, bfloat16, half, ...)");
+  app.add_option("-o,--op", op_name, "with --device cuda: sum, prod, min, max");
   CLI11_PARSE(app, argc, argv);
+
+  if (device == "cuda") {
+    ringlink::tools::GpuBenchConfig config;
+    config.sizes = sizes_opt->count() ? sizes : std::vector<size_t>{size_t{64} << 20, size_t{256} << 20};
+    config.reps = reps;
+    for (const auto& name : type_names) {
+      auto t = ringlink::parse_data_type(name);
+      if (!t) {
+        std::fprintf(stderr, "unknown type %s\n", name.c_str());
+        return 2;
+      }
+      config.types.push_back(*t);
+    }
+    auto op = ringlink::parse_reduce_op(op_name);
+    if (!op || *op == ringlink::ReduceOp::Avg) {
+      std::fprintf(stderr, "--op: one of sum, prod, min, max\n");
+      return 2;
+    }
+    config.op = *op;
+    if (std::find(config.sizes.begin(), config.sizes.end(), size_t{0}) != config.sizes.end()) {
+      std::fprintf(stderr, "--sizes: sizes must be positive\n");
+      return 2;
+    }
+    return ringlink::tools::run_gpu_bench(config);
+  }
 
   std::printf("# kernels dispatched to: %s\n", ringlink::reduce::isa());
   std::printf("# GB/s counts the bytes written (the output), as nccl-tests does for algbw\n");
