@@ -48,7 +48,8 @@ int main(int argc, char** argv) {
   auto* sizes_opt = app.add_option("-s,--sizes", sizes, "buffer sizes in bytes (GPU default: 64 MiB, 256 MiB)");
   app.add_option("-r,--reps", reps, "repetitions (the median is reported)")->check(CLI::PositiveNumber);
   app.add_option("--device", device, "host or cuda")->check(CLI::IsMember({"host", "cuda"}));
-  app.add_option("-t,--types", type_names, "with --device cuda: element types (float, bfloat16, half, ...)");
+  app.add_option("-t,--types", type_names, "with --device cuda: element types (float, bfloat16, half, ...)")
+      ->delimiter(',');
   app.add_option("-o,--op", op_name, "with --device cuda: sum, prod, min, max");
   CLI11_PARSE(app, argc, argv);
 
