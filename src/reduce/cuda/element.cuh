@@ -11,7 +11,9 @@
 // - integers: Sum and Prod wrap around (computed unsigned), division truncates toward zero.
 #pragma once
 
+#if !defined(RINGLINK_EMULATE_CUDA_BUILTINS)  // tests/gpu compiles this file for the CPU too
 #include <cuda_fp16.h>
+#endif
 
 #include <cstdint>
 #include <type_traits>

@@ -40,7 +40,7 @@ __device__ __forceinline__ void combine_span(typename E::Storage* dst, const typ
   for (uint64_t p = first; p < s.packs; p += 2 * stride) {
     const uint64_t q = p + stride;
     const bool second = q < s.packs;
-    Pack<S> x[2], y[2], r[2];
+    Pack<S> x[2] = {}, y[2] = {}, r[2];
     x[0].bits = av[p];
     y[0].bits = bv[p];
     if (second) {
@@ -73,7 +73,7 @@ __device__ __forceinline__ void divide_span(typename E::Storage* buf, const Span
   for (uint64_t p = first; p < s.packs; p += 2 * stride) {
     const uint64_t q = p + stride;
     const bool second = q < s.packs;
-    Pack<S> x[2];
+    Pack<S> x[2] = {};
     x[0].bits = bv[p];
     if (second) x[1].bits = bv[q];
 #pragma unroll
