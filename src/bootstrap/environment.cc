@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "bootstrap/environment.h"
+#include "common/byte_size.h"
 #include "ringlink/error.h"
 #include "ringlink/options.h"
 
@@ -37,20 +38,8 @@ int64_t parse_int(const char* name, const std::string& s, int64_t lo, int64_t hi
 
 // "4M", "512K", "1G", "65536"
 uint64_t parse_bytes(const char* name, const std::string& s) {
-  if (s.empty()) bad(name, s, "a byte count such as 524288, 512K or 1M");
-  uint64_t mult = 1;
-  std::string digits = s;
-  switch (s.back()) {
-    case 'K': case 'k': mult = 1ull << 10; digits.pop_back(); break;
-    case 'M': case 'm': mult = 1ull << 20; digits.pop_back(); break;
-    case 'G': case 'g': mult = 1ull << 30; digits.pop_back(); break;
-    default: break;
-  }
-  uint64_t v = 0;
-  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
-  if (digits.empty() || ec != std::errc() || p != digits.data() + digits.size() || v > UINT64_MAX / mult)
-    bad(name, s, "a byte count such as 524288, 512K or 1M");
-  return v * mult;
+  if (auto bytes = parse_byte_size(s)) return *bytes;
+  bad(name, s, "a byte count such as 524288, 512K or 1M");
 }
 
 // First host of a Slurm hostlist ("gpu[03-06,09],cpu1" -> "gpu03"). Written by hand because

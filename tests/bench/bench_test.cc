@@ -1,6 +1,7 @@
-// The benchmark core without a network: size and flag parsing, the nccl-tests arithmetic, the
-// verification of every collective (and that corrupted results are counted), and the whole
-// driver run by threads that play ranks through a reference in-memory Backend.
+// The benchmark core without a network: flag parsing (sizes go through the library's parser,
+// tested in tests/unit/byte_size_test.cc), the nccl-tests arithmetic, the verification of every
+// collective (and that corrupted results are counted), and the whole driver run by threads that
+// play ranks through a reference in-memory Backend.
 #include <gtest/gtest.h>
 
 #include <barrier>
@@ -26,25 +27,6 @@ using namespace ringlink;
 using namespace ringlink::bench;
 
 // ---- sizes and flags ----------------------------------------------------------------------
-
-TEST(Sizes, ParsesSuffixes) {
-  EXPECT_EQ(parse_size("8"), 8u);
-  EXPECT_EQ(parse_size("0"), 0u);
-  EXPECT_EQ(parse_size("64K"), 65536u);
-  EXPECT_EQ(parse_size("64k"), 65536u);
-  EXPECT_EQ(parse_size("1M"), 1048576u);
-  EXPECT_EQ(parse_size("256M"), 268435456u);
-  EXPECT_EQ(parse_size("2G"), 2147483648u);
-  EXPECT_EQ(parse_size("1.5K"), 1536u);
-  EXPECT_EQ(parse_size("4KB"), 4096u);
-  EXPECT_EQ(parse_size("4KiB"), 4096u);
-  EXPECT_EQ(parse_size(" 16M "), 16u << 20);
-}
-
-TEST(Sizes, RefusesNonsense) {
-  for (const char* bad : {"", "-1", "+1", "abc", "1.5", "10X", "1KK", "M", "1e400", "nan", "inf"})
-    EXPECT_FALSE(parse_size(bad).has_value()) << bad;
-}
 
 TEST(Sizes, FormatsShortest) {
   EXPECT_EQ(format_size(8), "8");

@@ -20,6 +20,7 @@
 
 #include "bench/data.h"
 #include "bench/sweep.h"
+#include "common/byte_size.h"
 
 namespace ringlink::bench {
 
@@ -112,7 +113,7 @@ void add_common_options(CLI::App& app, Config& cfg) {
     app.add_option_function<std::string>(
            name,
            [&target, name](const std::string& v) {
-             auto s = parse_size(v);
+             auto s = parse_byte_size(v);
              if (!s) throw CLI::ValidationError(name, "'" + v + "' is not a size (examples: 8, 64K, 1M, 2G)");
              target = *s;
            },
@@ -142,7 +143,7 @@ void add_common_options(CLI::App& app, Config& cfg) {
            while (start <= v.size()) {
              const size_t comma = std::min(v.find(',', start), v.size());
              const std::string item = v.substr(start, comma - start);
-             auto s = parse_size(item);
+             auto s = parse_byte_size(item);
              if (!s) throw CLI::ValidationError("sizes", "'" + item + "' is not a size");
              cfg.sizes.push_back(*s);
              start = comma + 1;

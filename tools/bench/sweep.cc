@@ -1,9 +1,7 @@
 #include "bench/sweep.h"
 
 #include <cctype>
-#include <charconv>
 #include <cmath>
-#include <limits>
 
 namespace ringlink::bench {
 
@@ -35,36 +33,6 @@ std::optional<Collective> parse_collective(std::string_view s) {
 bool has_root(Collective c) { return c == Collective::Broadcast || c == Collective::Reduce; }
 bool has_reduction(Collective c) {
   return c == Collective::AllReduce || c == Collective::Reduce || c == Collective::ReduceScatter;
-}
-
-std::optional<size_t> parse_size(std::string_view text) {
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
-  if (text.empty() || text.front() == '-' || text.front() == '+') return std::nullopt;
-  double value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || !std::isfinite(value) || value < 0) return std::nullopt;
-  std::string_view unit(end, static_cast<size_t>(text.data() + text.size() - end));
-  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) {
-    unit.remove_suffix(1);
-    if (!unit.empty() && unit.back() == 'i') unit.remove_suffix(1);
-  }
-  double mult = 1;
-  if (unit.size() > 1) return std::nullopt;
-  if (unit.size() == 1) {
-    switch (std::toupper(static_cast<unsigned char>(unit[0]))) {
-      case 'K': mult = 1024.0; break;
-      case 'M': mult = 1024.0 * 1024; break;
-      case 'G': mult = 1024.0 * 1024 * 1024; break;
-      case 'T': mult = 1024.0 * 1024 * 1024 * 1024; break;
-      default: return std::nullopt;
-    }
-  }
-  double bytes = value * mult;
-  if (bytes >= static_cast<double>(std::numeric_limits<size_t>::max())) return std::nullopt;
-  // Fractions of a byte are not a size ("1.5" is refused; "1.5K" is 1536).
-  if (bytes != std::floor(bytes)) return std::nullopt;
-  return static_cast<size_t>(bytes);
 }
 
 std::string format_size(size_t bytes) {

@@ -1,20 +1,16 @@
-// Message sizes: parsing with K/M/G suffixes, the sweep, and the per-collective arithmetic
+// Message sizes: their shortest spelling, the sweep, and the per-collective arithmetic
 // (element counts, buffer layout, algbw and busbw) exactly as nccl-tests defines them.
+// Sizes are parsed by ringlink::parse_byte_size (common/byte_size.h).
 #pragma once
 
 #include <cstddef>
-#include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "bench/bench.h"
 
 namespace ringlink::bench {
 
-// "8", "64K", "1.5M", "2G" (binary multiples, either case, an optional trailing B/iB).
-// nullopt on anything else, including negatives and overflow.
-std::optional<size_t> parse_size(std::string_view text);
 // 8 -> "8", 65536 -> "64K", 3 << 20 -> "3M": the shortest exact spelling.
 std::string format_size(size_t bytes);
 
