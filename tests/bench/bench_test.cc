@@ -19,8 +19,9 @@
 #include <CLI/CLI.hpp>
 
 #include "bench/data.h"
-#include "bench/driver.h"
+#include "bench/cli.h"
 #include "bench/report.h"
+#include "bench/runner.h"
 #include "bench/sweep.h"
 
 using namespace ringlink;

@@ -56,7 +56,7 @@ class Backend {
   // a.recv; a library whose in-place convention differs returns its own location).
   virtual const void* run(const CollArgs& a) = 0;
 
-  // Point to point between two ranks; tags below 2^32 are the driver's.
+  // Point to point between two ranks; the tag keeps the driver's message streams apart.
   virtual void send(const void* buf, size_t bytes, int peer, uint32_t tag) = 0;
   virtual void recv(void* buf, size_t bytes, int peer, uint32_t tag) = 0;
   // `n` messages of `bytes` each, all posted before any is waited for (a streaming window).
@@ -67,8 +67,8 @@ class Backend {
   // before any is waited for (bidirectional streaming).
   virtual void exchange_window(const void* send, void* recv, size_t bytes, int n, int peer, uint32_t tag) = 0;
 
-  // Aggregation for the driver's bookkeeping (timings, wrong counts). The defaults go through
-  // send/recv via rank 0; libraries override them with their own collectives.
+  // Aggregation for the driver's bookkeeping (timings, wrong counts). The defaults pass the
+  // value around a ring of send/recv (runner.cc); a library may override them.
   virtual double allreduce_scalar(double v, ReduceOp op);
   virtual void barrier();
 };

@@ -38,7 +38,8 @@
 
 #include <ringlink/options.h>
 
-#include "bench/driver.h"
+#include "bench/cli.h"
+#include "bench/runner.h"
 
 namespace {
 

@@ -13,7 +13,8 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include "bench/driver.h"
+#include "bench/cli.h"
+#include "bench/runner.h"
 
 namespace {
 

@@ -14,7 +14,8 @@
 
 #include <ringlink/ringlink.h>
 
-#include "bench/driver.h"
+#include "bench/cli.h"
+#include "bench/runner.h"
 #include "ringlink_config.h"
 #if RINGLINK_HAVE_VERBS
 #include "transport/verbs/devices.h"

@@ -1,26 +1,22 @@
-#include "bench/driver.h"
+// The driver: the Backend's bookkeeping defaults, the per-size measurement (collectives and
+// p2p), and run_benchmark, which prints the table and writes the files.
+#include "bench/runner.h"
 
-#include <spawn.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
-#include <filesystem>
-#include <new>
 #include <stdexcept>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "bench/buffer.h"
 #include "bench/data.h"
+#include "bench/plot.h"
 #include "bench/sweep.h"
-#include "common/byte_size.h"
 
 namespace ringlink::bench {
 
@@ -70,150 +66,6 @@ double Backend::allreduce_scalar(double v, ReduceOp op) {
 }
 
 void Backend::barrier() { allreduce_scalar(0, ReduceOp::Sum); }
-
-// ---- Buffer -----------------------------------------------------------------------------------
-
-Buffer::Buffer(size_t bytes) : size_(bytes) {
-  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  const size_t mapped = std::max(page, (bytes + page - 1) / page * page);
-  void* p = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
-  // First touch now, so no page fault is ever timed.
-  std::memset(p, 0, mapped);
-  data_ = p;
-}
-
-Buffer::~Buffer() {
-  if (data_) {
-    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-    ::munmap(data_, std::max(page, (size_ + page - 1) / page * page));
-  }
-}
-
-Buffer::Buffer(Buffer&& o) noexcept : data_(o.data_), size_(o.size_) {
-  o.data_ = nullptr;
-  o.size_ = 0;
-}
-
-Buffer& Buffer::operator=(Buffer&& o) noexcept {
-  if (this != &o) {
-    this->~Buffer();
-    data_ = o.data_;
-    size_ = o.size_;
-    o.data_ = nullptr;
-    o.size_ = 0;
-  }
-  return *this;
-}
-
-// ---- command line -------------------------------------------------------------------------------
-
-void add_common_options(CLI::App& app, Config& cfg) {
-  auto size_option = [&app](const std::string& name, size_t& target, const std::string& help) {
-    app.add_option_function<std::string>(
-           name,
-           [&target, name](const std::string& v) {
-             auto s = parse_byte_size(v);
-             if (!s) throw CLI::ValidationError(name, "'" + v + "' is not a size (examples: 8, 64K, 1M, 2G)");
-             target = *s;
-           },
-           help)
-        ->type_name("SIZE");
-  };
-  auto coll_setter = [&cfg](const std::string& v) {
-    auto c = parse_collective(v);
-    if (!c)
-      throw CLI::ValidationError("collective",
-                                 "'" + v + "' is not one of allreduce, broadcast, reduce, allgather, reduce_scatter, p2p");
-    cfg.coll = *c;
-  };
-  app.add_option_function<std::string>("collective", coll_setter,
-                                       "allreduce (default), broadcast, reduce, allgather, reduce_scatter or p2p")
-      ->type_name("COLLECTIVE");
-  app.add_option_function<std::string>("--collective", coll_setter, "the collective, as the positional argument")
-      ->type_name("COLLECTIVE");
-  size_option("-b,--minbytes", cfg.min_bytes, "smallest message in bytes, K/M/G suffixes (default 32M)");
-  size_option("-e,--maxbytes", cfg.max_bytes, "largest message in bytes (default 32M)");
-  size_option("-i,--stepbytes", cfg.step, "increment between sizes when -f is 1 (default 1M)");
-  app.add_option_function<std::string>(
-         "--sizes",
-         [&cfg](const std::string& v) {
-           cfg.sizes.clear();
-           size_t start = 0;
-           while (start <= v.size()) {
-             const size_t comma = std::min(v.find(',', start), v.size());
-             const std::string item = v.substr(start, comma - start);
-             auto s = parse_byte_size(item);
-             if (!s) throw CLI::ValidationError("sizes", "'" + item + "' is not a size");
-             cfg.sizes.push_back(*s);
-             start = comma + 1;
-           }
-         },
-         "an explicit comma-separated list of sizes (instead of -b/-e/-f)")
-      ->type_name("LIST");
-  app.add_option("-f,--stepfactor", cfg.factor, "multiply the size by this factor between steps (default 1: use -i)")
-      ->check(CLI::Range(0.0, 1024.0));
-  app.add_option("-n,--iters", cfg.iters, "timed iterations per size (default 20)")->check(CLI::Range(1, 100000000));
-  app.add_option("-w,--warmup_iters", cfg.warmup, "warm-up iterations per size (default 5)")
-      ->check(CLI::Range(0, 100000000));
-  app.add_option_function<int>(
-         "-c,--check", [&cfg](int v) { cfg.check = v != 0; }, "verify every element (1, default) or not (0)")
-      ->type_name("0/1");
-  app.add_option_function<std::string>(
-         "-d,--datatype",
-         [&cfg](const std::string& v) {
-           auto t = parse_data_type(v);
-           if (!t)
-             throw CLI::ValidationError("datatype",
-                                        "'" + v + "' is not one of float, double, half, bfloat16, int8, uint8, int32, int64");
-           cfg.type = *t;
-         },
-         "element type: float (default), double, half, bfloat16, int8, uint8, int32, int64")
-      ->type_name("TYPE");
-  app.add_option_function<std::string>(
-         "-o,--op",
-         [&cfg](const std::string& v) {
-           auto o = parse_reduce_op(v);
-           if (!o) throw CLI::ValidationError("op", "'" + v + "' is not one of sum, prod, min, max, avg");
-           cfg.op = *o;
-         },
-         "reduction: sum (default), prod, min, max, avg")
-      ->type_name("OP");
-  app.add_option("-r,--root", cfg.root, "root rank of broadcast and reduce (default 0)")->check(CLI::NonNegativeNumber);
-  app.add_option("-a,--average", cfg.average, "time reported over ranks: 0 rank 0, 1 mean (default), 2 min, 3 max")
-      ->check(CLI::Range(0, 3));
-  app.add_option("--min-time", cfg.min_time,
-                 "raise -n where a size would take less than this many seconds (judged from the warm-up; 0 = off)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--max-time", cfg.max_time,
-                 "lower -n where a size would take more than this many seconds (judged from the warm-up; 0 = off)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--window", cfg.window, "p2p: messages in flight per burst (default 64)")->check(CLI::Range(1, 1 << 20));
-  size_option("--window-bytes", cfg.window_bytes, "p2p: at most this many bytes per burst, one message at least (default 64M)");
-  app.add_flag("--bidir", cfg.bidir,
-               "p2p: ranks 0 and 1 stream to each other at once; bandwidth is the sum of both directions");
-  app.add_option("--lat-iters", cfg.lat_iters,
-                 "p2p: ping-pong round trips per size (default: max(-n, 1000) up to 64 KiB, else -n)")
-      ->check(CLI::Range(0, 100000000));
-  app.add_option("--csv", cfg.csv, "also write the results as CSV to this file (rank 0)")->type_name("FILE");
-  app.add_option("--json", cfg.json, "also write the results as JSON to this file (rank 0)")->type_name("FILE");
-  app.add_option("--plot", cfg.plot, "draw busbw against size into this PNG (runs ringlink-plot; rank 0)")
-      ->type_name("FILE.png");
-  app.add_option("--label", cfg.label, "name of this run in the CSV/JSON and in plots (default: library and transport)");
-  app.add_flag("-q,--quiet", cfg.quiet, "do not print the table (files are still written)");
-}
-
-void finish_config(Config& cfg) {
-  if (!cfg.sizes.empty()) {
-    cfg.min_bytes = *std::min_element(cfg.sizes.begin(), cfg.sizes.end());
-    cfg.max_bytes = *std::max_element(cfg.sizes.begin(), cfg.sizes.end());
-  }
-  if (cfg.min_bytes > cfg.max_bytes)
-    throw CLI::ValidationError("sizes", fmt::format("minbytes {} is above maxbytes {}", cfg.min_bytes, cfg.max_bytes));
-  if (cfg.factor <= 1 && cfg.step == 0 && cfg.min_bytes != cfg.max_bytes)
-    throw CLI::ValidationError("sizes", "a step of 0 bytes needs -f above 1");
-  if (cfg.max_bytes > (size_t{1} << 40)) throw CLI::ValidationError("maxbytes", "more than 1 TiB per buffer");
-}
 
 // ---- the driver -------------------------------------------------------------------------------
 
@@ -455,48 +307,6 @@ class Runner {
 
 }  // namespace
 
-namespace {
-
-// ringlink-plot lives beside the tools in the build and install trees; RINGLINK_PLOT overrides.
-std::string find_plot_tool() {
-  if (const char* env = std::getenv("RINGLINK_PLOT"); env && *env) return env;
-  std::error_code ec;
-  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    for (auto dir = exe.parent_path(); !dir.empty() && dir != dir.root_path(); dir = dir.parent_path()) {
-      if (std::filesystem::exists(dir / "ringlink-plot")) return (dir / "ringlink-plot").string();
-      if (dir.filename() != "peers") break;  // the peer harnesses sit one level down
-    }
-  }
-  return "ringlink-plot";  // from PATH
-}
-
-void draw_plot(const Config& cfg, const RunInfo& info) {
-  std::string json = cfg.json;
-  bool temporary = false;
-  if (json.empty()) {
-    json = fmt::format("/tmp/ringlink-bench-{}.json", ::getpid());
-    write_file(json, to_json(info));
-    temporary = true;
-  }
-  const std::string tool = find_plot_tool();
-  std::vector<std::string> args = {tool, "-o", cfg.plot, json};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  int status = 0;
-  const int rc = ::posix_spawnp(&pid, tool.c_str(), nullptr, nullptr, argv.data(), environ);
-  if (rc != 0) {
-    std::fprintf(stderr, "cannot run %s: %s (the plot is drawn by tools/ringlink-plot)\n", tool.c_str(), std::strerror(rc));
-  } else if (::waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::fprintf(stderr, "%s failed; no plot written\n", tool.c_str());
-  }
-  if (temporary) ::unlink(json.c_str());
-}
-
-}  // namespace
-
 RunInfo run_benchmark(Backend& b, const Config& cfg, const std::string& tool) {
   RunInfo info;
   info.tool = tool;
@@ -538,7 +348,10 @@ RunInfo run_benchmark(Backend& b, const Config& cfg, const std::string& tool) {
                         cfg.factor > 1 ? "factor" : "bytes", cfg.warmup, cfg.iters, cfg.check ? 1 : 0);
   } else {
     std::string list;
-    for (size_t s : cfg.sizes) list += (list.empty() ? "" : ",") + format_size(s);
+    for (size_t s : cfg.sizes) {
+      if (!list.empty()) list += ',';
+      list += format_size(s);
+    }
     head += fmt::format("# sizes {} warmup iters: {} iters: {} validation: {}\n", list, cfg.warmup, cfg.iters,
                         cfg.check ? 1 : 0);
   }
@@ -563,11 +376,10 @@ RunInfo run_benchmark(Backend& b, const Config& cfg, const std::string& tool) {
   if (b.rank() == 0) {
     if (!cfg.csv.empty()) write_file(cfg.csv, to_csv(info));
     if (!cfg.json.empty()) write_file(cfg.json, to_json(info));
-    if (!cfg.plot.empty()) draw_plot(cfg, info);
+    if (!cfg.plot.empty()) draw_plot(cfg.plot, cfg.json, info);
   }
   return info;
 }
-
 
 int exit_status(const RunInfo& info) { return total_wrong(info) > 0 ? 1 : 0; }
 
