@@ -1,8 +1,5 @@
 // ringlink-bench: the nccl-tests style bandwidth test for ringlink. Started by ringlink-run,
 // torchrun, mpirun or srun; the communicator reads the rank identity from the environment.
-#include <uct/api/uct.h>
-#include <ucp/api/ucp.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -17,6 +14,7 @@
 #include "bench/cli.h"
 #include "bench/runner.h"
 #include "ringlink_config.h"
+#include "transport/ucx/ucx_devices.h"
 #if RINGLINK_HAVE_VERBS
 #include "transport/verbs/devices.h"
 #endif
@@ -77,42 +75,7 @@ class RinglinkBackend final : public Backend {
 
 // Transports and devices this binary can use.
 void list_devices() {
-  unsigned major = 0, minor = 0, release = 0;
-  ucp_get_version(&major, &minor, &release);
-  std::printf("ucx %u.%u.%u (RINGLINK_TRANSPORT=ucx; select with UCX_TLS / UCX_NET_DEVICES):\n", major, minor,
-              release);
-  uct_component_h* components = nullptr;
-  unsigned ncomponents = 0;
-  if (uct_query_components(&components, &ncomponents) != UCS_OK) {
-    std::printf("  (cannot query UCX components)\n");
-  } else {
-    for (unsigned c = 0; c < ncomponents; ++c) {
-      uct_component_attr_t attr{};
-      attr.field_mask = UCT_COMPONENT_ATTR_FIELD_NAME | UCT_COMPONENT_ATTR_FIELD_MD_RESOURCE_COUNT;
-      if (uct_component_query(components[c], &attr) != UCS_OK) continue;
-      std::vector<uct_md_resource_desc_t> mds(attr.md_resource_count);
-      attr.field_mask = UCT_COMPONENT_ATTR_FIELD_MD_RESOURCES;
-      attr.md_resources = mds.data();
-      if (uct_component_query(components[c], &attr) != UCS_OK) continue;
-      for (const auto& md_desc : mds) {
-        uct_md_config_t* md_config = nullptr;
-        if (uct_md_config_read(components[c], nullptr, nullptr, &md_config) != UCS_OK) continue;
-        uct_md_h md = nullptr;
-        const ucs_status_t st = uct_md_open(components[c], md_desc.md_name, md_config, &md);
-        uct_config_release(md_config);
-        if (st != UCS_OK) continue;
-        uct_tl_resource_desc_t* tls = nullptr;
-        unsigned ntls = 0;
-        if (uct_md_query_tl_resources(md, &tls, &ntls) == UCS_OK) {
-          for (unsigned t = 0; t < ntls; ++t)
-            std::printf("  %-10s %-14s (memory domain %s)\n", tls[t].tl_name, tls[t].dev_name, md_desc.md_name);
-          uct_release_tl_resource_list(tls);
-        }
-        uct_md_close(md);
-      }
-    }
-    uct_release_component_list(components);
-  }
+  std::fputs(ucx::list_devices().c_str(), stdout);
 #if RINGLINK_HAVE_VERBS
   const char* hca = std::getenv("RINGLINK_IB_HCA");
   std::fputs(verbs::list_devices(hca ? hca : "").c_str(), stdout);
