@@ -12,13 +12,15 @@
 #include <filesystem>
 #include <vector>
 
+#include "bootstrap/environment.h"
+
 namespace ringlink::bench {
 
 namespace {
 
 // ringlink-plot lives beside the tools in the build and install trees; RINGLINK_PLOT overrides.
 std::string find_plot_tool() {
-  if (const char* env = std::getenv("RINGLINK_PLOT"); env && *env) return env;
+  if (auto env = detail::environment_variable("RINGLINK_PLOT"); env && !env->empty()) return *env;
   std::error_code ec;
   const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (!ec) {

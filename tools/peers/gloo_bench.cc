@@ -92,8 +92,7 @@ void with_type(DataType t, F&& f) {
   }
 }
 
-std::string store_key() {
-  const Options o = Options::from_environment();
+std::string store_key(const Options& o) {
   const std::string token = o.job_token.empty() ? fmt::format("pid{}", ::getpid()) : o.job_token;
   return fmt::format("{:016x}", std::hash<std::string>{}(token));
 }
@@ -295,7 +294,7 @@ int main(int argc, char** argv) {
     Options o = Options::from_environment();
     const int rank = o.world_size < 0 ? 0 : o.rank;
     const int size = o.world_size < 0 ? 1 : o.world_size;
-    if (store_dir.empty()) store_dir = fmt::format("/tmp/gloo-bench-{}", store_key());
+    if (store_dir.empty()) store_dir = fmt::format("/tmp/gloo-bench-{}", store_key(o));
     GlooBackend backend(rank, size, hostname, iface, store_dir, algo);
     return exit_status(run_benchmark(backend, cfg, "gloo-bench"));
   } catch (const Unsupported&) {

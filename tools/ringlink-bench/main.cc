@@ -1,7 +1,6 @@
 // ringlink-bench: the nccl-tests style bandwidth test for ringlink. Started by ringlink-run,
 // torchrun, mpirun or srun; the communicator reads the rank identity from the environment.
 #include <cstdio>
-#include <cstdlib>
 #include <optional>
 #include <string>
 #include <vector>
@@ -73,12 +72,12 @@ class RinglinkBackend final : public Backend {
   std::vector<Work> works_;
 };
 
-// Transports and devices this binary can use.
-void list_devices() {
+// Transports and devices this binary can use. RINGLINK_IB_HCA=soft lists the software verbs.
+void list_devices([[maybe_unused]] const Options& options) {
   std::fputs(ucx::list_devices().c_str(), stdout);
 #if RINGLINK_HAVE_VERBS
-  const char* hca = std::getenv("RINGLINK_IB_HCA");
-  std::fputs(verbs::list_devices(hca ? hca : "").c_str(), stdout);
+  const std::string sysfs_root = options.ib_sysfs_root.empty() ? verbs::default_sysfs_root() : options.ib_sysfs_root;
+  std::fputs(verbs::list_devices(options.ib_hca, sysfs_root).c_str(), stdout);
 #else
   std::printf("verbs: not built (libibverbs headers were not found at configure time)\n");
 #endif
@@ -106,13 +105,12 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  if (list) {
-    list_devices();
-    return 0;
-  }
-
   try {
     Options o = Options::from_environment();
+    if (list) {
+      list_devices(o);
+      return 0;
+    }
     if (o.world_size < 0) {  // no launcher: a single rank
       o.rank = 0;
       o.world_size = 1;

@@ -1,18 +1,26 @@
 // ringlink-devices: lists the RDMA devices the verbs transport can use — HCAs and ports with
 // state, link layer, speed, MTU and GID table (RoCE v1/v2) — or says why verbs are unavailable.
 //   ringlink-devices [--hca SPEC] [--sysfs-root DIR]
-// SPEC defaults to RINGLINK_IB_HCA; "soft" lists the software verbs used in tests.
+// SPEC defaults to RINGLINK_IB_HCA and DIR to RINGLINK_IB_SYSFS_ROOT (else /sys/class/infiniband);
+// "soft" lists the software verbs used in tests.
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
+#include <exception>
 #include <string>
+
+#include <ringlink/options.h>
 
 #include "transport/verbs/devices.h"
 
 int main(int argc, char** argv) {
-  const char* env_hca = std::getenv("RINGLINK_IB_HCA");
-  std::string hca = env_hca ? env_hca : "";
-  std::string sysfs_root = ringlink::verbs::default_sysfs_root();
+  ringlink::Options options;
+  try {
+    options = ringlink::Options::from_environment();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ringlink-devices: %s\n", e.what());
+    return 2;
+  }
+  std::string hca = options.ib_hca;
+  std::string sysfs_root = options.ib_sysfs_root.empty() ? ringlink::verbs::default_sysfs_root() : options.ib_sysfs_root;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if ((a == "--hca" || a == "--sysfs-root") && i + 1 < argc) {

@@ -21,6 +21,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "bootstrap/environment.h"
 #include "common/socket.h"
 
 namespace {
@@ -131,8 +132,9 @@ int main(int argc, char** argv) {
   cmd.push_back(nullptr);
 
   if (master_port == 0) master_port = ringlink::net::pick_free_port();
-  const char* env_token = std::getenv("RINGLINK_JOB_TOKEN");
-  std::string token = env_token && *env_token ? env_token : random_token();
+  // The ranks prove knowledge of this token to the store; a caller may choose it.
+  const auto env_token = ringlink::detail::environment_variable("RINGLINK_JOB_TOKEN");
+  const std::string token = env_token && !env_token->empty() ? *env_token : random_token();
 
   if (::pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
     std::perror("ringlink-run: pipe2");
