@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
     ringlink::Communicator comm;
     const int me = comm.rank(), n = comm.size();
     if (n < 2) {
-      std::fprintf(stderr, "ring-pass needs at least 2 ranks (start it with ringlink-run -n 4 -- ...)\n");
+      std::fprintf(stderr, "ringlink-ring-pass needs at least 2 ranks (start it with ringlink-run -n 4 -- ...)\n");
       return 2;
     }
     const int next = (me + 1) % n, prev = (me + n - 1) % n;
