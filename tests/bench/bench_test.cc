@@ -12,6 +12,8 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -113,6 +115,31 @@ TEST(Flags, RejectsBadValues) {
   EXPECT_THROW(parse({"-b", "1M", "-e", "1K"}), CLI::ParseError);
   EXPECT_THROW(parse({"-n", "0"}), CLI::ParseError);
   EXPECT_THROW(parse({"-a", "7"}), CLI::ParseError);
+}
+
+// What a tool's main does with argv: run (nullopt), or exit with CLI11's status.
+TEST(Flags, CommandLineOfATool) {
+  auto run = [](std::vector<std::string> words, Config& cfg) {
+    CLI::App app;
+    add_common_options(app, cfg);
+    std::vector<char*> argv;
+    for (auto& w : words) argv.push_back(w.data());
+    return parse_command_line(app, cfg, static_cast<int>(argv.size()), argv.data());
+  };
+  Config cfg;
+  EXPECT_EQ(run({"tool", "broadcast", "-b", "1K", "-e", "4K", "-f", "2"}, cfg), std::nullopt);
+  EXPECT_EQ(cfg.coll, Collective::Broadcast);
+  EXPECT_EQ(cfg.min_bytes, 1024u);
+  EXPECT_EQ(cfg.max_bytes, 4096u);
+  Config help;
+  EXPECT_EQ(run({"tool", "--help"}, help), 0);
+  Config bad_size, bad_range;
+  const auto bad = run({"tool", "-b", "1X"}, bad_size);
+  ASSERT_TRUE(bad.has_value());
+  EXPECT_NE(*bad, 0);
+  const auto inverted = run({"tool", "-b", "1M", "-e", "1K"}, bad_range);  // caught by finish_config
+  ASSERT_TRUE(inverted.has_value());
+  EXPECT_NE(*inverted, 0);
 }
 
 // ---- nccl-tests arithmetic ----------------------------------------------------------------

@@ -118,4 +118,14 @@ void finish_config(Config& cfg) {
   if (cfg.max_bytes > (size_t{1} << 40)) throw CLI::ValidationError("maxbytes", "more than 1 TiB per buffer");
 }
 
+std::optional<int> parse_command_line(CLI::App& app, Config& cfg, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+    finish_config(cfg);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return std::nullopt;
+}
+
 }  // namespace ringlink::bench

@@ -283,12 +283,7 @@ int main(int argc, char** argv) {
   app.add_option("--gloo-hostname", hostname, "address the TCP transport binds to (default 127.0.0.1)");
   app.add_option("--gloo-iface", iface, "network interface for the TCP transport (instead of --gloo-hostname)");
   app.add_option("--store-dir", store_dir, "rendezvous directory shared by the ranks (default: /tmp, per job)");
-  try {
-    app.parse(argc, argv);
-    finish_config(cfg);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (auto status = parse_command_line(app, cfg, argc, argv)) return *status;
 
   try {
     Options o = Options::from_environment();

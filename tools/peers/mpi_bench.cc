@@ -195,12 +195,7 @@ int main(int argc, char** argv) {
       "Start with mpirun: mpirun -np N [--mca ...] mpi-bench [COLLECTIVE] [options]"};
   Config cfg;
   add_common_options(app, cfg);
-  try {
-    app.parse(argc, argv);
-    finish_config(cfg);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (auto status = parse_command_line(app, cfg, argc, argv)) return *status;
 
   MPI_Init(&argc, &argv);
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);

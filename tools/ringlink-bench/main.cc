@@ -99,12 +99,7 @@ int main(int argc, char** argv) {
   app.add_option("--transport", transport, "auto, ucx or verbs (default: RINGLINK_TRANSPORT, else auto)")
       ->check(CLI::IsMember({"auto", "ucx", "verbs"}));
   app.add_flag("--list-devices", list, "list the transports and devices this build can use, and exit");
-  try {
-    app.parse(argc, argv);
-    finish_config(cfg);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (auto status = parse_command_line(app, cfg, argc, argv)) return *status;
   try {
     Options o = Options::from_environment();
     if (list) {
