@@ -110,11 +110,9 @@ int main(int argc, char** argv) {
       o.rank = 0;
       o.world_size = 1;
     }
-    if (algo) o.algorithm = *algo == "ring" ? Algorithm::Ring : *algo == "tree" ? Algorithm::Tree : Algorithm::Auto;
-    if (transport)
-      o.transport = *transport == "ucx"     ? TransportKind::Ucx
-                    : *transport == "verbs" ? TransportKind::Verbs
-                                            : TransportKind::Auto;
+    // CLI11 admitted only these names, so the parses succeed.
+    if (algo) o.algorithm = parse_algorithm(*algo).value();
+    if (transport) o.transport = parse_transport_kind(*transport).value();
     Communicator comm(o);
     RinglinkBackend backend(comm);
     RunInfo info = run_benchmark(backend, cfg, "ringlink-bench");
