@@ -321,6 +321,31 @@ def check_not_supported():
 
 checks.run("not_supported", check_not_supported)
 
+
+def expect_invalid(fn, words):
+    try:
+        fn()
+    except ringlink_torch.InvalidArgumentError as e:
+        assert e.rank == rank and words in str(e), (e.rank, str(e))
+        return
+    raise AssertionError(f"no InvalidArgumentError ({words})")
+
+
+def check_bad_arguments():
+    # Refused on every rank at the call, before anything is sent.
+    m = torch.ones(4, 6, device=dev)
+    expect_invalid(lambda: dist.all_reduce(m.t()), "not contiguous")
+    expect_invalid(lambda: dist.all_gather([torch.empty(3, device=dev)], torch.ones(3, device=dev)),
+                   f"expected {n}")
+    expect_invalid(lambda: dist.all_gather_into_tensor(torch.empty(n * 3 + 1, device=dev), torch.ones(3, device=dev)),
+                   "WORLD_SIZE")
+    expect_invalid(lambda: dist.send(torch.ones(2, device=dev), rank), "itself")
+    expect_invalid(lambda: dist.broadcast(torch.ones(2, device=dev), src=n), "out of range")
+    check_all_reduce("sum", torch.float32, 10)
+
+
+checks.run("bad_arguments", check_bad_arguments)
+
 # ---- subgroups ------------------------------------------------------------------------------
 
 

@@ -4,8 +4,6 @@ A meson test whose every test was skipped (no GPU, no working torchrun) exits 77
 reports SKIP rather than OK.
 """
 
-import pytest
-
 _outcomes = {"passed": 0, "failed": 0, "skipped": 0}
 
 
@@ -17,9 +15,3 @@ def pytest_runtest_logreport(report):
 def pytest_sessionfinish(session, exitstatus):
     if exitstatus == 0 and _outcomes["skipped"] > 0 and _outcomes["passed"] == 0 and _outcomes["failed"] == 0:
         session.exitstatus = 77
-
-
-@pytest.fixture(scope="session")
-def cuda_available():
-    import torch
-    return torch.cuda.is_available() and torch.cuda.device_count() > 0

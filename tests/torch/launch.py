@@ -1,8 +1,8 @@
 """Starting the ranks of a worker script for the torch tests, and reading what each reported.
 
-Two launches, as users start jobs: through build/tools/ringlink-run (env:// variables, a random
-RINGLINK_JOB_TOKEN), or "by hand": this module sets RANK, WORLD_SIZE, LOCAL_RANK,
-LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1 and a free MASTER_PORT itself. Either way every rank runs
+Three launches, as users start jobs: through build/tools/ringlink-run (env:// variables, a random
+RINGLINK_JOB_TOKEN); "by hand": this module sets RANK, WORLD_SIZE, LOCAL_RANK,
+LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1 and a free MASTER_PORT itself; or torchrun. Either way every rank runs
 in a process group of its own that is killed at the time limit, and each rank writes its
 results as JSON to $RINGLINK_TEST_OUT/rank-N.json (worker_util.report).
 """
@@ -104,6 +104,13 @@ def launch(script, n, args=(), env=None, via="ringlink-run", time_limit=180, kee
             log.seek(0)
             output += "".join(f"[{r}] {line}" for line in log)
             log.close()
+    elif via == "torchrun":
+        # torch's own launcher; its agent serves the TCPStore on MASTER_PORT.
+        run = [PYTHON, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(n),
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
+        p = subprocess.run(run + cmd[1:], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=time_limit, start_new_session=True)
+        returncodes, output = [p.returncode], p.stdout
     else:
         raise ValueError(via)
     seconds = time.monotonic() - t0

@@ -26,7 +26,7 @@ def check_names():
               "reduce_sum", "reduce_max", "all_gather", "all_gather_into_tensor", "all_gather_coalesced",
               "all_gather_object_broadcast_object_list", "reduce_scatter_sum", "reduce_scatter_max",
               "reduce_scatter_tensor", "barrier", "send_recv_ring", "send_recv_tags", "batch_isend_irecv",
-              "not_supported", "subgroups", "mismatch_error", "collective_disagreement"]
+              "not_supported", "bad_arguments", "subgroups", "mismatch_error", "collective_disagreement"]
     return names
 
 

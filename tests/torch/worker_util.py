@@ -35,3 +35,16 @@ class Checks:
             self.results[name] = f"skip: {e}"
         except Exception:
             self.results[name] = traceback.format_exc(limit=6)
+
+
+def wait_for_reports(ranks, timeout=30.0):
+    """Waits (bounded) until every rank in `ranks` has reported. After a failure, survivors must
+    not exit before the others noticed it too: a rank that exits looks lost to those still
+    deciding who died."""
+    import time
+    out = os.environ["RINGLINK_TEST_OUT"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(os.path.exists(os.path.join(out, f"rank-{r}.json")) for r in ranks):
+            return
+        time.sleep(0.05)
