@@ -55,5 +55,9 @@ except Exception as e:
                   "seconds_after_kill": time.monotonic() - t_kill[0] if t_kill[0] else None})
     wait_for_reports([r for r in range(world) if r != args.kill_rank])
     os._exit(0)  # the group is broken: no orderly shutdown to wait for
-report(rank, {"params": flat_parameters(model), "losses": losses, "backend": args.backend})
+pg = dist.distributed_c10d._get_default_group()
+transport = getattr(pg, "transport", None) if args.backend == "ringlink" else None
+if args.backend == "ringlink" and transport is None:  # torch 2.x: the backend inside the group
+    transport = pg._get_backend(torch.device(args.device)).transport
+report(rank, {"params": flat_parameters(model), "losses": losses, "backend": args.backend, "transport": transport})
 dist.destroy_process_group()

@@ -1,7 +1,7 @@
 """PyTorch's DistributedDataParallel over ringlink: the small CNN of ddp_model.py trains 20 steps
-at 2 ranks (the global batch split), launched with the env:// variables set by hand. Its
-parameters match the same run over gloo to 1e-6 and a single process on the global batch to
-1e-5; the two ranks end with identical parameters."""
+at 2 ranks (the global batch split) over UCX shared memory, launched with the env:// variables
+set by hand. Its parameters match the same run over gloo to 1e-6 and a single process on the
+global batch to 1e-5; the two ranks end with identical parameters."""
 
 import pytest
 import torch
@@ -10,8 +10,9 @@ from ddp_model import flat_parameters, make_model, train
 from launch import launch
 
 
-def ddp_run(backend, device="cpu"):
-    r = launch("ddp_worker.py", 2, args=["--backend", backend, "--device", device], via="env", time_limit=240)
+def ddp_run(backend, device="cpu", env=None):
+    r = launch("ddp_worker.py", 2, args=["--backend", backend, "--device", device], via="env", env=env,
+               time_limit=240)
     assert r.returncodes == [0, 0], r.describe()
     assert sorted(r.results) == [0, 1], r.describe()
     return r.results
@@ -46,4 +47,8 @@ def check_against_references(ringlink, gloo, single):
 
 
 def test_ddp_matches_gloo_and_single_process(single_process):
-    check_against_references(ddp_run("ringlink"), ddp_run("gloo"), single_process[0])
+    # Over UCX shared memory, the medium a user gets on one host (the collectives run over TCP).
+    shm = {"UCX_TLS": "sm,self", "UCX_NET_DEVICES": "all"}
+    ringlink = ddp_run("ringlink", env=shm)
+    assert ringlink[0]["transport"] == "ucx(sm,self)", ringlink[0]["transport"]
+    check_against_references(ringlink, ddp_run("gloo"), single_process[0])

@@ -14,6 +14,7 @@ rank 0 publishes the largest, and everyone first pads up to it (one-rank communi
 
 import datetime
 import socket
+import time
 import warnings
 
 from . import _C
@@ -34,13 +35,24 @@ def _timeout_error(rank, peer, what, ms):
     return e
 
 
-def _get(store, key, timeout_ms, rank, peer, what):
-    """store.get with a deadline of its own (torch's get waits for the store's, often 30 min)."""
+class _Deadline:
+    def __init__(self, ms):
+        self.ms = ms
+        self.at = time.monotonic() + ms / 1000
+
+    def left(self):
+        # At least 1 ms: torch's Store reads a zero timeout as "wait forever".
+        return datetime.timedelta(milliseconds=max(1, int((self.at - time.monotonic()) * 1000)))
+
+
+def _get(store, key, deadline, rank, peer, what):
+    """store.get bounded by the rendezvous deadline (torch's own get waits for the store's
+    timeout, often 30 minutes)."""
     try:
-        store.wait([key], datetime.timedelta(milliseconds=timeout_ms))
+        store.wait([key], deadline.left())
     except RuntimeError as e:
         if "imeout" in str(e):
-            raise _timeout_error(rank, peer, what, timeout_ms) from e
+            raise _timeout_error(rank, peer, what, deadline.ms) from e
         raise
     return store.get(key).decode()
 
@@ -74,7 +86,7 @@ def _free_port(host):
         return s.getsockname()[1]
 
 
-def _placement(store, rank, size, global_ranks, env, timeout_ms):
+def _placement(store, rank, size, global_ranks, env, deadline):
     """(local_rank, local_size) of this rank among the group's ranks on its host."""
     world = env["world_size"]
     if world > 0 and env["local_world_size"] > 0:
@@ -86,13 +98,13 @@ def _placement(store, rank, size, global_ranks, env, timeout_ms):
     # A subgroup spread over hosts (or no launcher's variables): ask the members.
     host = socket.gethostname()
     store.set(f"ringlink/host/{rank}", host)
-    hosts = [_get(store, f"ringlink/host/{r}", timeout_ms, rank, r, f"rank {r} did not say which host it runs on")
+    hosts = [_get(store, f"ringlink/host/{r}", deadline, rank, r, f"rank {r} did not say which host it runs on")
              for r in range(size)]
     same = [r for r in range(size) if hosts[r] == host]
     return same.index(rank), len(same)
 
 
-def _meet(store, rank, size, env, timeout_ms):
+def _meet(store, rank, size, env, deadline):
     """Returns (host, port, order): where group rank 0 serves ringlink's store, and the creation
     order every member's communicator for this group takes."""
     created = _C.communicators_created()
@@ -100,13 +112,13 @@ def _meet(store, rank, size, env, timeout_ms):
     if rank == 0:
         order = created
         for r in range(1, size):
-            order = max(order, int(_get(store, f"ringlink/created/{r}", timeout_ms, rank, r,
+            order = max(order, int(_get(store, f"ringlink/created/{r}", deadline, rank, r,
                                         f"rank {r} did not join the group")))
         host = _advertised_host(env)
         port = _free_port(host)
         store.set(_ADDRESS_KEY, f"{order} {host} {port}")
         return host, port, order
-    value = _get(store, _ADDRESS_KEY, timeout_ms, rank, 0, "group rank 0 did not publish ringlink's store address")
+    value = _get(store, _ADDRESS_KEY, deadline, rank, 0, "group rank 0 did not publish ringlink's store address")
     order, host, port = value.split(" ")
     return host, int(port), int(order)
 
@@ -121,8 +133,8 @@ def create_process_group(dist_opts, pg_options=None):
     env = _C.environment()
     if size == 1:
         return _C.ProcessGroupRinglink.create(0, 1, 0, 1, "127.0.0.1", 0, timeout_ms)
-    connect_ms = env["connect_timeout_ms"]
-    local_rank, local_size = _placement(store, rank, size, list(dist_opts.global_ranks_in_group), env, connect_ms)
-    host, port, order = _meet(store, rank, size, env, connect_ms)
+    deadline = _Deadline(env["connect_timeout_ms"])  # for the whole rendezvous, as ringlink's own join
+    local_rank, local_size = _placement(store, rank, size, list(dist_opts.global_ranks_in_group), env, deadline)
+    host, port, order = _meet(store, rank, size, env, deadline)
     _C.pad_communicators(order)
     return _C.ProcessGroupRinglink.create(rank, size, local_rank, local_size, host, port, timeout_ms)
