@@ -69,11 +69,6 @@ c10::intrusive_ptr<RinglinkWork> RinglinkProcessGroup::make_work(c10d::OpType ty
   return c10::make_intrusive<RinglinkWork>(comm_->rank(), type, std::move(outputs));
 }
 
-c10::intrusive_ptr<c10d::Work> RinglinkProcessGroup::launch(c10::intrusive_ptr<RinglinkWork> w) {
-  completions_->push(w);
-  return w;
-}
-
 // Every operation is built inside `issue`: under the issue lock (its ringlink operations stay
 // contiguous), and if a later part cannot be issued, the parts already issued still reach the
 // completion thread, which keeps their tensors alive until ringlink is done with them.

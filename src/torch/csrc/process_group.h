@@ -82,7 +82,6 @@ class RinglinkProcessGroup final : public BackendBase {
 
  private:
   c10::intrusive_ptr<RinglinkWork> make_work(c10d::OpType type, std::vector<at::Tensor> outputs) const;
-  c10::intrusive_ptr<c10d::Work> launch(c10::intrusive_ptr<RinglinkWork> w);
 
   // The single-tensor bodies that the list and coalesced forms are made of.
   void add_allreduce(RinglinkWork& w, const char* op, at::Tensor& t, const c10d::ReduceOp& rop);

@@ -2,8 +2,6 @@
 
 #include <ATen/core/jit_type.h>
 
-#include <ringlink/error.h>
-
 #include "stream_order.h"
 
 namespace ringlink_torch {
