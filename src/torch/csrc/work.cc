@@ -1,5 +1,7 @@
 #include "work.h"
 
+#include <cstdio>
+
 #include <ATen/core/jit_type.h>
 
 #include "stream_order.h"
@@ -29,10 +31,16 @@ void RinglinkWork::settle(std::exception_ptr error) {
   on_success_ = nullptr;
   keep_.clear();
   finish(error);
-  if (error) {
-    future_->setError(error);
-  } else {
-    future_->markCompleted(c10::IValue(outputs_));
+  try {
+    // Completing the Future runs its callbacks here, whatever thread this is.
+    if (error) {
+      future_->setError(error);
+    } else {
+      future_->markCompleted(c10::IValue(outputs_));
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ringlink[%d] WARN: completing the Future of %s raised: %s\n", rank_,
+                 c10d::opTypeToString(opType_).c_str(), e.what());
   }
 }
 
@@ -98,34 +106,41 @@ std::vector<at::Tensor> RinglinkWork::result() { return outputs_; }
 
 // ---- CompletionThread ------------------------------------------------------------------------
 
-CompletionThread::CompletionThread() : thread_([this] { run(); }) {}
+CompletionThread::CompletionThread()
+    : state_(std::make_shared<State>()), thread_([state = state_] { run(state); }) {}
 
 CompletionThread::~CompletionThread() {
   {
-    std::lock_guard lk(mu_);
-    stopping_ = true;
+    std::lock_guard lk(state_->mu);
+    state_->stopping = true;
   }
-  cv_.notify_all();
-  thread_.join();
+  state_->cv.notify_all();
+  // A Future callback running on that thread may drop the last reference to the group: it cannot
+  // join itself, so it finishes what is queued on its own, holding the state it shares.
+  if (std::this_thread::get_id() == thread_.get_id()) {
+    thread_.detach();
+  } else {
+    thread_.join();
+  }
 }
 
 void CompletionThread::push(c10::intrusive_ptr<RinglinkWork> w) {
   {
-    std::lock_guard lk(mu_);
-    queue_.push_back(std::move(w));
+    std::lock_guard lk(state_->mu);
+    state_->queue.push_back(std::move(w));
   }
-  cv_.notify_one();
+  state_->cv.notify_one();
 }
 
-void CompletionThread::run() {
+void CompletionThread::run(const std::shared_ptr<State>& state) {
   for (;;) {
     c10::intrusive_ptr<RinglinkWork> w;
     {
-      std::unique_lock lk(mu_);
-      cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and everything queued is settled
-      w = std::move(queue_.front());
-      queue_.pop_front();
+      std::unique_lock lk(state->mu);
+      state->cv.wait(lk, [&] { return state->stopping || !state->queue.empty(); });
+      if (state->queue.empty()) return;  // stopping, and everything queued is settled
+      w = std::move(state->queue.front());
+      state->queue.pop_front();
     }
     w->wait_and_settle();
   }

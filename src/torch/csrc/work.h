@@ -18,6 +18,7 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -74,12 +75,16 @@ class CompletionThread {
   void push(c10::intrusive_ptr<RinglinkWork> w);
 
  private:
-  void run();
+  // Shared with the thread, which may outlive this object (see the destructor).
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<c10::intrusive_ptr<RinglinkWork>> queue;
+    bool stopping = false;
+  };
+  static void run(const std::shared_ptr<State>& state);
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<c10::intrusive_ptr<RinglinkWork>> queue_;
-  bool stopping_ = false;
+  std::shared_ptr<State> state_;
   std::thread thread_;
 };
 
