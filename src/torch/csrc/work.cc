@@ -1,5 +1,6 @@
 #include "work.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include <ATen/core/jit_type.h>
@@ -88,16 +89,30 @@ bool RinglinkWork::wait(std::chrono::milliseconds timeout) {
   return true;
 }
 
-void RinglinkWork::wait_and_settle() {
-  std::exception_ptr error;
-  for (ringlink::Work& p : parts_) {
-    try {
-      p.wait();
-    } catch (...) {
-      if (!error) error = std::current_exception();
+void RinglinkWork::settle_when_done() {
+  // Watches instead of waiting: a caller blocked in wait() drives the engine itself and the
+  // progress thread does otherwise, so this thread only has to notice the end. A second thread
+  // inside ringlink's wait (spinning, then yielding) would compete for the cores the ranks share.
+  auto pause = std::chrono::microseconds(5);
+  for (;;) {
+    if (settling_.load()) return;  // a caller's wait() or isCompleted() got there first
+    bool done = true;
+    std::exception_ptr error;
+    for (const ringlink::Work& p : parts_) {
+      if (!p.completed()) {
+        done = false;
+        break;
+      }
+      if (!error) error = p.error();
     }
+    if (done) {
+      settle(error);
+      return;
+    }
+    // Bounded: every ringlink operation completes or fails by its own deadline.
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(500));
   }
-  settle(error);
 }
 
 c10::intrusive_ptr<c10::ivalue::Future> RinglinkWork::getFuture() { return future_; }
@@ -142,7 +157,7 @@ void CompletionThread::run(const std::shared_ptr<State>& state) {
       w = std::move(state->queue.front());
       state->queue.pop_front();
     }
-    w->wait_and_settle();
+    w->settle_when_done();
   }
 }
 
