@@ -2,7 +2,7 @@
 read through ringlink's own reader, and the rendezvous deadline when a peer never comes."""
 
 import datetime
-import os
+import socket
 import time
 
 import pytest
@@ -70,3 +70,16 @@ def test_rendezvous_deadline_names_the_missing_rank(monkeypatch, rank):
     other = 1 - rank
     assert e.value.rank == rank and e.value.peer == other
     assert f"rank {other}" in str(e.value) and "800 ms" in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("published", ["99999999 127.0.0.1 4000", "0 127.0.0.1 70000", "garbage"])
+def test_rendezvous_refuses_what_it_cannot_use(monkeypatch, published):
+    # What group rank 0 published in torch's Store is checked before it sizes or addresses
+    # anything: a huge count would mean creating that many communicators.
+    monkeypatch.setenv("RINGLINK_CONNECT_TIMEOUT_MS", "2000")
+    store = dist.HashStore()
+    store.set("ringlink/host/0", socket.gethostname())  # where rank 0 would say it runs
+    store.set("ringlink/address", published)
+    with pytest.raises(ringlink_torch.InvalidArgumentError, match="rendezvous") as e:
+        ringlink_torch.create_process_group(backend_options(store, 1, 2))
+    assert e.value.rank == 1 and e.value.peer == 0

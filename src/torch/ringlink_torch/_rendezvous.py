@@ -104,6 +104,36 @@ def _placement(store, rank, size, global_ranks, env, deadline):
     return same.index(rank), len(same)
 
 
+# How far behind another member a process may be in communicators created; a larger count read
+# from the Store is refused rather than padded to (it would mean creating that many).
+_MAX_PADDING = 4096
+
+
+def _invalid(rank, peer, what):
+    e = _C.InvalidArgumentError(f"ringlink rank {rank}: rendezvous: {what}")
+    e.kind, e.rank, e.peer, e.operation, e.detail = "invalid argument", rank, peer, "rendezvous", what
+    return e
+
+
+def _count(text, rank, peer, mine):
+    """A member's communicator count as read from torch's Store, checked before it sizes anything."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0 or n > mine + _MAX_PADDING:
+        raise _invalid(rank, peer, f"rank {peer} reported {text!r} communicators created (this rank: {mine})")
+    return n
+
+
+def _address(value, rank, mine):
+    """"order host port" as group rank 0 published it, checked."""
+    parts = value.split(" ")
+    if len(parts) != 3 or not parts[1] or not parts[2].isdigit() or not 0 < int(parts[2]) < 65536:
+        raise _invalid(rank, 0, f"group rank 0 published {value!r}, not 'order host port'")
+    return parts[1], int(parts[2]), _count(parts[0], rank, 0, mine)
+
+
 def _meet(store, rank, size, env, deadline):
     """Returns (host, port, order): where group rank 0 serves ringlink's store, and the creation
     order every member's communicator for this group takes."""
@@ -112,15 +142,14 @@ def _meet(store, rank, size, env, deadline):
     if rank == 0:
         order = created
         for r in range(1, size):
-            order = max(order, int(_get(store, f"ringlink/created/{r}", deadline, rank, r,
-                                        f"rank {r} did not join the group")))
+            order = max(order, _count(_get(store, f"ringlink/created/{r}", deadline, rank, r,
+                                            f"rank {r} did not join the group"), rank, r, created))
         host = _advertised_host(env)
         port = _free_port(host)
         store.set(_ADDRESS_KEY, f"{order} {host} {port}")
         return host, port, order
     value = _get(store, _ADDRESS_KEY, deadline, rank, 0, "group rank 0 did not publish ringlink's store address")
-    order, host, port = value.split(" ")
-    return host, int(port), int(order)
+    return _address(value, rank, created)
 
 
 def create_process_group(dist_opts, pg_options=None):
