@@ -9,7 +9,6 @@ Reports {check name: "ok" | traceback}, plus "ranks" and "transport".
 """
 
 import argparse
-import os
 import sys
 
 import torch
