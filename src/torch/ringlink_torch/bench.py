@@ -31,44 +31,29 @@ import sys
 import tempfile
 import time
 
+from .benchlib import loadavg, parse_size_list, size_label  # tools/benchlib.py, copied beside
+
 SYSTEMS = ["ringlink-tcp", "ringlink", "gloo"]
 RATIOS = [("ringlink-tcp", "gloo"), ("ringlink", "gloo")]
 
 
-def parse_size(text):
-    text = text.strip().upper().rstrip("B")
-    mult = 1
-    if text and text[-1] in "KMG":
-        mult = 1 << (10 * ("KMG".index(text[-1]) + 1))
-        text = text[:-1]
-    value = int(text) * mult
-    if value < 4 or value % 4:
-        raise ValueError(f"{value} bytes is not a whole number of float32 elements")
-    return value
-
-
-def size_label(n):
-    for unit, mult in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if n >= mult and n % mult == 0:
-            return f"{n // mult}{unit}"
-    return str(n)
-
-
-def loadavg():
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "?"
+def parse_sizes(text):
+    sizes = parse_size_list(text)
+    for size in sizes:
+        if size < 4 or size % 4:
+            raise ValueError(f"{size} bytes is not a whole number of float32 elements")
+    return sizes
 
 
 # ---- one rank ----------------------------------------------------------------------------------
 
 def rank_main(args):
+    import importlib
+
     import torch
     import torch.distributed as dist
     if args.backend == "ringlink":
-        import ringlink_torch  # noqa: F401  (registers the backend)
+        importlib.import_module("ringlink_torch")  # registers the backend
     torch.set_num_threads(1)
     dist.init_process_group(args.backend)
     rank, n = dist.get_rank(), dist.get_world_size()
@@ -241,7 +226,7 @@ def main():
         if s not in SYSTEMS:
             sys.exit(f"bench: unknown system {s} (known: {', '.join(SYSTEMS)})")
     try:
-        args.size_list = [parse_size(s) for s in args.sizes.split(",")]
+        args.size_list = parse_sizes(args.sizes)
     except ValueError as e:
         sys.exit(f"bench: {e}")
     out = args.out or tempfile.mkdtemp(prefix="ringlink-torch-bench-")
