@@ -229,8 +229,15 @@ def main():
         args.size_list = parse_sizes(args.sizes)
     except ValueError as e:
         sys.exit(f"bench: {e}")
-    out = args.out or tempfile.mkdtemp(prefix="ringlink-torch-bench-")
-    os.makedirs(out, exist_ok=True)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        return sitting(args, systems, args.out)
+    with tempfile.TemporaryDirectory(prefix="ringlink-torch-bench-") as out:  # the runs' JSON, then gone
+        return sitting(args, systems, out)
+
+
+def sitting(args, systems, out):
+    """Every repetition of every system, then the summary (also written to OUT/summary.txt)."""
     started = datetime.datetime.now()
     load_before = loadavg()
     results, failures = {}, []
