@@ -20,7 +20,7 @@ std::unique_ptr<Transport> create_transport(const TransportSetup& setup) {
     case TransportKind::Verbs: {
 #if RINGLINK_HAVE_VERBS
       std::string why;
-      if (!verbs::active_port_exists(o.ib_hca, o.ib_gid_index, &why))
+      if (!verbs::active_port_exists(o, &why))
         throw TransportError(setup.rank, -1, "create transport",
                              why.rfind("verbs unavailable", 0) == 0 ? why : "verbs unavailable: " + why);
       log::info("transport: verbs (RINGLINK_TRANSPORT=verbs: {})", why);
@@ -37,7 +37,7 @@ std::unique_ptr<Transport> create_transport(const TransportSetup& setup) {
       std::string why;
       bool verbs_ok = false;
       try {
-        verbs_ok = verbs::active_port_exists(o.ib_hca, o.ib_gid_index, &why);
+        verbs_ok = verbs::active_port_exists(o, &why);
       } catch (const std::exception& e) {
         why = e.what();
       }

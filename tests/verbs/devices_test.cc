@@ -161,11 +161,13 @@ TEST(Devices, HcaListSyntax) {
 }
 
 TEST(Devices, SoftDeviceListsItself) {
-  std::string text = list_devices("soft", "");
+  ringlink::Options soft;
+  soft.ib_hca = "soft";
+  std::string text = list_devices(soft);
   EXPECT_NE(text.find("not RDMA"), std::string::npos) << text;
   EXPECT_NE(text.find("port 1: ACTIVE, InfiniBand"), std::string::npos) << text;
   std::string why;
-  EXPECT_TRUE(active_port_exists("soft", -1, &why));
+  EXPECT_TRUE(active_port_exists(soft, &why));
 }
 
 std::string run_tool(const std::string& env) {

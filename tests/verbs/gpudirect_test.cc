@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -12,11 +11,11 @@
 #include "transport.h"
 #include "common/cuda_driver.h"
 #include "transport/verbs/verbs_transport.h"
+#include "transport_pair.h"
 
 using namespace std::chrono_literals;
 using namespace ringlink;
 using namespace ringlink::verbs;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -51,52 +50,19 @@ struct DeviceBuffer {
   cuda::CUdeviceptr ptr = 0;
 };
 
-struct Pair {
-  Pair() {
-    for (int r = 0; r < 2; ++r) {
-      opt[r].transport = TransportKind::Verbs;
-      opt[r].ib_hca = "soft";
-      TransportSetup s{r, 2, r, 2, opt[r]};
-      t[r] = create_verbs_transport(s);
-    }
-    auto e0 = t[0]->endpoint_info(1);
-    auto e1 = t[1]->endpoint_info(0);
-    c[0] = t[0]->connect(1, e1);
-    c[1] = t[1]->connect(0, e0);
-  }
-  VerbsTransportInfo& info(int r) { return dynamic_cast<VerbsTransportInfo&>(*t[r]); }
-  bool drive(std::vector<Request*> reqs) {
-    auto deadline = Clock::now() + 30s;
-    for (;;) {
-      t[0]->progress();
-      t[1]->progress();
-      bool all = true;
-      for (auto* r : reqs) all = r->test() && all;
-      if (all) return true;
-      if (Clock::now() > deadline) return false;
-    }
-  }
-  Options opt[2];
-  std::unique_ptr<Transport> t[2];
-  std::unique_ptr<Connection> c[2];
-};
-
-std::vector<uint8_t> pattern(size_t n, int salt) {
-  std::vector<uint8_t> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(i * 31 + salt);
-  return v;
-}
+using Pair = ringlink::testing::TransportPair;
+using ringlink::testing::pattern;
 
 // Device -> device, host -> device and device -> host, each size, bitwise.
 void exchange_all(const cuda::CudaDriver& cuda, Pair& p, size_t n) {
-  auto src = pattern(n, static_cast<int>(n % 251));
+  auto src = pattern(n, static_cast<uint32_t>(n % 251));
   DeviceBuffer a(cuda, n), b(cuda, n);
   ASSERT_EQ(cuda.memcpy_htod(a.ptr, src.data(), n), cuda::kCudaSuccess);
   ASSERT_EQ(cuda.memset_d8(b.ptr, 0, n ? n : 1), cuda::kCudaSuccess);
   {
     auto r = p.c[1]->irecv(b.get(), n, nullptr, 1);
     auto s = p.c[0]->isend(a.get(), n, nullptr, 1);
-    ASSERT_TRUE(p.drive({r.get(), s.get()})) << n << " bytes, device to device";
+    ASSERT_TRUE(p.drive({r.get(), s.get()}, 30s)) << n << " bytes, device to device";
     EXPECT_EQ(r->bytes(), n);
   }
   std::vector<uint8_t> back(n, 0);
@@ -107,12 +73,12 @@ void exchange_all(const cuda::CudaDriver& cuda, Pair& p, size_t n) {
   {
     auto r1 = p.c[0]->irecv(host_in.data(), n, nullptr, 2);
     auto s1 = p.c[1]->isend(b.get(), n, nullptr, 2);  // device -> host
-    ASSERT_TRUE(p.drive({r1.get(), s1.get()}));
+    ASSERT_TRUE(p.drive({r1.get(), s1.get()}, 30s));
   }
   {
     auto r2 = p.c[1]->irecv(b.get(), n, nullptr, 3);  // b is free again: host -> device
     auto s2 = p.c[0]->isend(host_src.data(), n, nullptr, 3);
-    ASSERT_TRUE(p.drive({r2.get(), s2.get()}));
+    ASSERT_TRUE(p.drive({r2.get(), s2.get()}, 30s));
   }
   EXPECT_EQ(host_in, src) << n << " bytes, device to host";
   ASSERT_EQ(cuda.memcpy_dtoh(back.data(), b.ptr, n), cuda::kCudaSuccess);
@@ -123,9 +89,9 @@ const size_t kSizes[] = {0, 1, 100, 4096, (1u << 20) + 3, 16u << 20};
 
 TEST(GpuDirect, DmaBufRegistrationCarriesDeviceBuffers) {
   REQUIRE_CUDA(cuda);
-  ::unsetenv("RINGLINK_IB_GPUDIRECT");
-  ::setenv("RINGLINK_IB_GDR_FLUSH", "1", 1);  // Hopper needs none: force it to run the path
-  Pair p;
+  Options o = ringlink::testing::soft_verbs_options();
+  o.ib_gdr_flush = 1;  // Hopper needs none: force it to run the path
+  Pair p(o);
   std::printf("GPUDirect mode: %s\n", to_string(p.info(0).gpudirect_mode()));
   if (p.info(0).gpudirect_mode() != GpuDirectMode::DmaBuf)
     GTEST_SKIP() << "this GPU or driver exports no dma-buf";
@@ -137,20 +103,19 @@ TEST(GpuDirect, DmaBufRegistrationCarriesDeviceBuffers) {
   auto send_once = [&] {
     auto r = p.c[1]->irecv(b.get(), 1 << 20, nullptr, 5);
     auto s = p.c[0]->isend(a.get(), 1 << 20, nullptr, 5);
-    ASSERT_TRUE(p.drive({r.get(), s.get()}));
+    ASSERT_TRUE(p.drive({r.get(), s.get()}, 30s));
   };
   send_once();
   auto before = p.info(0).mr_cache().stats();
   send_once();
   EXPECT_EQ(p.info(0).mr_cache().stats().misses, before.misses);
-  ::unsetenv("RINGLINK_IB_GDR_FLUSH");
 }
 
 TEST(GpuDirect, StagingCarriesDeviceBuffersWithoutIt) {
   REQUIRE_CUDA(cuda);
-  ::setenv("RINGLINK_IB_GPUDIRECT", "off", 1);
-  Pair p;
-  ::unsetenv("RINGLINK_IB_GPUDIRECT");
+  Options o = ringlink::testing::soft_verbs_options();
+  o.ib_gpudirect = false;  // RINGLINK_IB_GPUDIRECT=off
+  Pair p(o);
   EXPECT_EQ(p.info(0).gpudirect_mode(), GpuDirectMode::Staging);
   EXPECT_FALSE(p.t[0]->supports(MemoryKind::Cuda)) << "the engine stages; the transport copes anyway";
   for (size_t n : kSizes) exchange_all(*cuda, p, n);

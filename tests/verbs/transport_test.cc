@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <chrono>
 #include <functional>
 #include <numeric>
@@ -16,6 +15,7 @@
 #include "transport.h"
 #include "transport/verbs/soft/soft_verbs.h"
 #include "transport/verbs/verbs_transport.h"
+#include "transport_pair.h"
 
 using namespace std::chrono_literals;
 using namespace ringlink;
@@ -23,66 +23,10 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-Options soft_options(int qps = 1) {
-  Options o;
-  o.transport = TransportKind::Verbs;
-  o.ib_hca = "soft";
-  o.ib_qps = qps;
-  return o;
-}
+using ringlink::testing::pattern;
+using Pair = ringlink::testing::TransportPair;
 
-// Two ranks connected through the store-less two-phase connect.
-struct Pair {
-  explicit Pair(int qps = 1) : Pair(soft_options(qps), soft_options(qps)) {}
-  Pair(Options a, Options b) : opt{std::move(a), std::move(b)} {
-    for (int r = 0; r < 2; ++r) {
-      TransportSetup s{r, 2, r, 2, opt[r]};
-      t[r] = create_verbs_transport(s);
-    }
-    auto e0 = t[0]->endpoint_info(1);
-    auto e1 = t[1]->endpoint_info(0);
-    c[0] = t[0]->connect(1, e1);
-    c[1] = t[1]->connect(0, e0);
-  }
-  ~Pair() {
-    c[0].reset();
-    c[1].reset();
-  }
-  verbs::VerbsTransportInfo& info(int r) { return dynamic_cast<verbs::VerbsTransportInfo&>(*t[r]); }
-
-  // Progresses both ranks until every request completes (or throws); false at the deadline.
-  bool drive(std::vector<std::unique_ptr<Request>*> reqs, std::chrono::milliseconds limit = 20000ms) {
-    auto deadline = Clock::now() + limit;
-    std::vector<bool> done(reqs.size(), false);
-    for (;;) {
-      t[0]->progress();
-      t[1]->progress();
-      bool all = true;
-      for (size_t i = 0; i < reqs.size(); ++i) {
-        if (!done[i]) done[i] = (*reqs[i])->test();
-        all = all && done[i];
-      }
-      if (all) return true;
-      if (Clock::now() > deadline) return false;
-    }
-  }
-
-  Options opt[2];
-  std::unique_ptr<Transport> t[2];
-  std::unique_ptr<Connection> c[2];
-};
-
-std::vector<uint8_t> pattern(size_t n, uint32_t seed) {
-  std::vector<uint8_t> v(n);
-  uint32_t x = seed * 2654435761u + 1;
-  for (auto& b : v) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    b = static_cast<uint8_t>(x);
-  }
-  return v;
-}
+Options soft_options(int qps = 1) { return ringlink::testing::soft_verbs_options(qps); }
 
 class Sizes : public ::testing::TestWithParam<size_t> {};
 
@@ -95,7 +39,7 @@ TEST_P(Sizes, BothWaysBitwise) {
   auto r1 = p.c[1]->irecv(rb.data(), n, nullptr, 5);
   auto s0 = p.c[0]->isend(a.data(), n, nullptr, 5);
   auto s1 = p.c[1]->isend(b.data(), n, nullptr, 5);
-  ASSERT_TRUE(p.drive({&r0, &r1, &s0, &s1}));
+  ASSERT_TRUE(p.drive({r0.get(), r1.get(), s0.get(), s1.get()}));
   EXPECT_EQ(r0->bytes(), n);
   EXPECT_EQ(r1->bytes(), n);
   EXPECT_TRUE(std::equal(b.begin(), b.end(), ra.begin()));
@@ -133,9 +77,7 @@ TEST(VerbsTransport, ManyInFlightAcrossTagsAndSizesWrapTheFifo) {
     out[i] = pattern(sizes[i], i);
     reqs.push_back(p.c[0]->isend(out[i].data(), sizes[i], nullptr, 1000 + i));
   }
-  std::vector<std::unique_ptr<Request>*> ptrs;
-  for (auto& r : reqs) ptrs.push_back(&r);
-  ASSERT_TRUE(p.drive(ptrs, 60000ms));
+  ASSERT_TRUE(p.drive_all(reqs, 60000ms));
   for (int i = 0; i < kMessages; ++i) ASSERT_EQ(in[i], out[i]) << "message " << i << ", " << sizes[i] << " bytes";
 }
 
@@ -169,10 +111,10 @@ TEST(VerbsTransport, SmallSendsCompleteBeforeTheReceiveIsPosted) {
   uint64_t out[2] = {11, 22}, in[2] = {0, 0};
   auto s0 = p.c[0]->isend(&out[0], 8, nullptr, 1);
   auto s1 = p.c[1]->isend(&out[1], 8, nullptr, 1);
-  ASSERT_TRUE(p.drive({&s0, &s1}, 2000ms)) << "a small send needs no posted receive";
+  ASSERT_TRUE(p.drive({s0.get(), s1.get()}, 2000ms)) << "a small send needs no posted receive";
   auto r0 = p.c[0]->irecv(&in[0], 8, nullptr, 1);
   auto r1 = p.c[1]->irecv(&in[1], 8, nullptr, 1);
-  ASSERT_TRUE(p.drive({&r0, &r1}, 2000ms));
+  ASSERT_TRUE(p.drive({r0.get(), r1.get()}, 2000ms));
   EXPECT_EQ(in[0], 22u);
   EXPECT_EQ(in[1], 11u);
 }
@@ -204,9 +146,7 @@ TEST(VerbsTransport, EagerAndRendezvousMessagesOfOneTagStayInOrder) {
       p.t[1]->progress();
     }
   }
-  std::vector<std::unique_ptr<Request>*> ptrs;
-  for (auto& r : reqs) ptrs.push_back(&r);
-  ASSERT_TRUE(p.drive(ptrs, 60000ms));
+  ASSERT_TRUE(p.drive_all(reqs, 60000ms));
   for (int i = 0; i < kMessages; ++i) ASSERT_EQ(in[i], out[i]) << "message " << i << ", " << sizes[i] << " bytes";
 }
 
@@ -219,7 +159,7 @@ TEST(VerbsTransport, ClearToSendsOvertakenByEagerMessagesFreeTheirSlots) {
     uint32_t v = static_cast<uint32_t>(i), w = 0;
     auto r = p.c[1]->irecv(&w, 4, nullptr, 2);
     auto s = p.c[0]->isend(&v, 4, nullptr, 2);
-    ASSERT_TRUE(p.drive({&r, &s}, 5000ms)) << "round " << i;
+    ASSERT_TRUE(p.drive({r.get(), s.get()}, 5000ms)) << "round " << i;
     ASSERT_EQ(w, v);
   }
 }
@@ -231,7 +171,7 @@ TEST(VerbsTransport, StripesOverQueuePairsAndReportsTheSize) {
   std::vector<uint8_t> r(posted, 0);
   auto rr = p.c[1]->irecv(r.data(), posted, nullptr, 1);
   auto ss = p.c[0]->isend(a.data(), n, nullptr, 1);
-  ASSERT_TRUE(p.drive({&rr, &ss}));
+  ASSERT_TRUE(p.drive({rr.get(), ss.get()}));
   EXPECT_EQ(rr->bytes(), n) << "a shorter message reports its own size";
   EXPECT_TRUE(std::equal(a.begin(), a.end(), r.begin()));
   EXPECT_EQ(r[n], 0);
@@ -243,20 +183,20 @@ TEST(VerbsTransport, TooLongMessageFailsOnlyThatReceive) {
   auto rr = p.c[1]->irecv(small.data(), small.size(), nullptr, 4);
   auto ss = p.c[0]->isend(big.data(), big.size(), nullptr, 4);
   try {
-    p.drive({&rr, &ss});
+    p.drive({rr.get(), ss.get()});
     FAIL() << "a 1000-byte message fit a 10-byte receive";
   } catch (const MismatchError& e) {
     EXPECT_EQ(e.rank(), 1);
     EXPECT_EQ(e.peer(), 0);
     EXPECT_NE(std::string(e.what()).find("1000 bytes, larger than the 10 bytes posted"), std::string::npos) << e.what();
   }
-  EXPECT_TRUE(p.drive({&ss})) << "the sender completes";
+  EXPECT_TRUE(p.drive({ss.get()})) << "the sender completes";
   EXPECT_EQ(small[0], 0) << "nothing landed";
   // The connection still works.
   uint64_t v = 77, w = 0;
   auto r2 = p.c[1]->irecv(&w, 8, nullptr, 4);
   auto s2 = p.c[0]->isend(&v, 8, nullptr, 4);
-  ASSERT_TRUE(p.drive({&r2, &s2}));
+  ASSERT_TRUE(p.drive({r2.get(), s2.get()}));
   EXPECT_EQ(w, 77u);
 }
 
@@ -267,7 +207,7 @@ TEST(VerbsTransport, MrCacheRegistersUserBuffersOnceAndHonoursInvalidation) {
   auto roundtrip = [&] {
     auto rr = p.c[1]->irecv(r.data(), r.size(), nullptr, 2);
     auto ss = p.c[0]->isend(a.data(), a.size(), nullptr, 2);
-    ASSERT_TRUE(p.drive({&rr, &ss}));
+    ASSERT_TRUE(p.drive({rr.get(), ss.get()}));
   };
   roundtrip();
   auto first = cache.stats();
@@ -279,7 +219,7 @@ TEST(VerbsTransport, MrCacheRegistersUserBuffersOnceAndHonoursInvalidation) {
   // A part of the buffer hits the same entry.
   auto rr = p.c[1]->irecv(r.data(), 100, nullptr, 2);
   auto ss = p.c[0]->isend(a.data() + 4096, 100, nullptr, 2);
-  ASSERT_TRUE(p.drive({&rr, &ss}));
+  ASSERT_TRUE(p.drive({rr.get(), ss.get()}));
   EXPECT_EQ(cache.stats().misses, first.misses);
   // Invalidated (say, the memory was freed): registered again next time.
   EXPECT_GE(verbs::invalidate_registrations(a.data(), a.size()), 1u);
@@ -290,21 +230,21 @@ TEST(VerbsTransport, MrCacheRegistersUserBuffersOnceAndHonoursInvalidation) {
   auto misses = cache.stats().misses;
   auto rr2 = p.c[1]->irecv(r.data(), r.size(), nullptr, 2);
   auto ss2 = p.c[0]->isend(a.data(), a.size(), region.get(), 2);
-  ASSERT_TRUE(p.drive({&rr2, &ss2}));
+  ASSERT_TRUE(p.drive({rr2.get(), ss2.get()}));
   EXPECT_EQ(cache.stats().misses, misses);
   std::vector<uint8_t> elsewhere(64);
   EXPECT_THROW(p.c[0]->isend(elsewhere.data(), 64, region.get(), 2), InvalidArgumentError);
 }
 
 TEST(VerbsTransport, WithoutTheCacheUserBuffersAreRegisteredPerMessage) {
-  ::setenv("RINGLINK_IB_MR_CACHE", "0", 1);
-  Pair p;
-  ::unsetenv("RINGLINK_IB_MR_CACHE");
+  Options o = soft_options();
+  o.ib_mr_cache = false;  // RINGLINK_IB_MR_CACHE=0
+  Pair p(o);
   std::vector<uint8_t> a(1 << 20, 4), r(1 << 20);
   for (int i = 0; i < 3; ++i) {
     auto rr = p.c[1]->irecv(r.data(), r.size(), nullptr, 2);
     auto ss = p.c[0]->isend(a.data(), a.size(), nullptr, 2);
-    ASSERT_TRUE(p.drive({&rr, &ss}));
+    ASSERT_TRUE(p.drive({rr.get(), ss.get()}));
   }
   EXPECT_EQ(r, a);
   EXPECT_EQ(p.info(0).mr_cache().stats().misses, 0u) << "user buffers bypass the cache";
@@ -330,7 +270,7 @@ TEST_P(Faults, BecomeTypedErrorsWithinTheDeadline) {
   {
     auto r = p.c[1]->irecv(&y, 8, nullptr, 1);
     auto s = p.c[0]->isend(&x, 8, nullptr, 1);
-    ASSERT_TRUE(p.drive({&r, &s}));
+    ASSERT_TRUE(p.drive({r.get(), s.get()}));
   }
   verbs::soft::set_fault(p.info(0).verbs_context(), verbs::soft::parse_fault(fc.spec));
   std::vector<uint8_t> a(1 << 20, 5), r(1 << 20);
@@ -405,6 +345,32 @@ TEST(VerbsTransport, PortDownIsReportedAsAnEvent) {
   }
   EXPECT_NE(what.find("port soft:1 went down"), std::string::npos) << what;
   EXPECT_LT(Clock::now() - t0, 2s);
+}
+
+TEST(VerbsTransport, FaultOptionIsArmedOnlyForTheRankItNames) {
+  // Options::soft_verbs_fault (RINGLINK_SOFT_VERBS_FAULT) "KIND@R" arms the fault in rank R's
+  // transport, by the rank the transport serves.
+  Options for_rank_1 = soft_options(), for_rank_0 = soft_options();
+  for_rank_1.soft_verbs_fault = "drop-peer@1";
+  for_rank_0.soft_verbs_fault = "drop-peer@0";
+  std::vector<uint8_t> a = pattern(4096, 1), b(4096);
+  {
+    Pair p(for_rank_1, soft_options());  // rank 0 holds a fault meant for rank 1: nothing happens
+    auto r = p.c[1]->irecv(b.data(), b.size(), nullptr, 1);
+    auto s = p.c[0]->isend(a.data(), a.size(), nullptr, 1);
+    ASSERT_TRUE(p.drive({r.get(), s.get()}));
+    EXPECT_EQ(a, b);
+  }
+  Pair p(for_rank_0, soft_options());  // rank 0's own: its first send breaks its connections
+  auto r = p.c[1]->irecv(b.data(), b.size(), nullptr, 2);
+  auto s = p.c[0]->isend(a.data(), a.size(), nullptr, 2);
+  try {
+    p.drive({s.get()}, 2000ms);
+    FAIL() << "rank 0's send succeeded despite drop-peer@0";
+  } catch (const PeerLostError& e) {
+    EXPECT_EQ(e.rank(), 0);
+    EXPECT_EQ(e.peer(), 1);
+  }
 }
 
 TEST(VerbsTransport, DifferentQueuePairCountsAreAMismatch) {

@@ -76,8 +76,7 @@ class RinglinkBackend final : public Backend {
 void list_devices([[maybe_unused]] const Options& options) {
   std::fputs(ucx::list_devices().c_str(), stdout);
 #if RINGLINK_HAVE_VERBS
-  const std::string sysfs_root = options.ib_sysfs_root.empty() ? verbs::default_sysfs_root() : options.ib_sysfs_root;
-  std::fputs(verbs::list_devices(options.ib_hca, sysfs_root).c_str(), stdout);
+  std::fputs(verbs::list_devices(options).c_str(), stdout);
 #else
   std::printf("verbs: not built (libibverbs headers were not found at configure time)\n");
 #endif

@@ -19,12 +19,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ringlink-devices: %s\n", e.what());
     return 2;
   }
-  std::string hca = options.ib_hca;
-  std::string sysfs_root = options.ib_sysfs_root.empty() ? ringlink::verbs::default_sysfs_root() : options.ib_sysfs_root;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if ((a == "--hca" || a == "--sysfs-root") && i + 1 < argc) {
-      (a == "--hca" ? hca : sysfs_root) = argv[++i];
+      (a == "--hca" ? options.ib_hca : options.ib_sysfs_root) = argv[++i];
     } else if (a == "-h" || a == "--help") {
       std::printf("usage: ringlink-devices [--hca SPEC] [--sysfs-root DIR]\n");
       return 0;
@@ -33,6 +31,6 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  std::fputs(ringlink::verbs::list_devices(hca, sysfs_root).c_str(), stdout);
+  std::fputs(ringlink::verbs::list_devices(options).c_str(), stdout);
   return 0;
 }

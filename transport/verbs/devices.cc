@@ -3,8 +3,8 @@
 #include <endian.h>
 
 #include <algorithm>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -65,24 +65,9 @@ std::string state_name(ibv_port_state s) {
 
 // Link speed from the port attributes, for devices whose sysfs has no rate file.
 std::string rate_from_attr(const ibv_port_attr& a) {
-  int lanes = a.active_width == 1 ? 1 : a.active_width == 2 ? 4 : a.active_width == 4 ? 8 : a.active_width == 8 ? 12
-              : a.active_width == 16                                                   ? 2
-                                                                                       : 0;
-  double per_lane = 0;
-  const char* name = "";
-  switch (a.active_speed) {
-    case 1: per_lane = 2.5, name = "SDR"; break;
-    case 2: per_lane = 5, name = "DDR"; break;
-    case 4: per_lane = 10, name = "QDR"; break;
-    case 8: per_lane = 10, name = "FDR10"; break;
-    case 16: per_lane = 14, name = "FDR"; break;
-    case 32: per_lane = 25, name = "EDR"; break;
-    case 64: per_lane = 50, name = "HDR"; break;
-    case 128: per_lane = 100, name = "NDR"; break;
-    default: break;
-  }
-  if (lanes == 0 || per_lane == 0) return {};
-  return fmt::format("{:g} Gb/sec ({}X {})", per_lane * lanes, lanes, name);
+  const PortRate r = port_rate(a);
+  if (r.gbit() == 0) return {};
+  return fmt::format("{:g} Gb/sec ({}X {})", r.gbit(), r.lanes, r.generation);
 }
 
 void add_sysfs_gid_details(const std::string& root, const std::string& device, PortInfo& port) {
@@ -158,9 +143,44 @@ const PortInfo* DeviceInfo::port(int number) const {
   return nullptr;
 }
 
-std::string default_sysfs_root() {
-  const char* v = std::getenv("RINGLINK_IB_SYSFS_ROOT");
-  return v && *v ? v : "/sys/class/infiniband";
+std::string sysfs_root(const std::string& configured) {
+  return configured.empty() ? "/sys/class/infiniband" : configured;
+}
+
+PortRate port_rate(const ibv_port_attr& a) {
+  PortRate r;
+  // IBTA active_width codes: 1X, 4X, 8X, 12X, 2X.
+  switch (a.active_width) {
+    case 1: r.lanes = 1; break;
+    case 2: r.lanes = 4; break;
+    case 4: r.lanes = 8; break;
+    case 8: r.lanes = 12; break;
+    case 16: r.lanes = 2; break;
+    default: break;
+  }
+  switch (a.active_speed) {
+    case 1: r.gbit_per_lane = 2.5, r.generation = "SDR"; break;
+    case 2: r.gbit_per_lane = 5, r.generation = "DDR"; break;
+    case 4: r.gbit_per_lane = 10, r.generation = "QDR"; break;
+    case 8: r.gbit_per_lane = 10, r.generation = "FDR10"; break;
+    case 16: r.gbit_per_lane = 14, r.generation = "FDR"; break;
+    case 32: r.gbit_per_lane = 25, r.generation = "EDR"; break;
+    case 64: r.gbit_per_lane = 50, r.generation = "HDR"; break;
+    case 128: r.gbit_per_lane = 100, r.generation = "NDR"; break;
+    default: break;
+  }
+  return r;
+}
+
+int mtu_bytes(ibv_mtu mtu) {
+  switch (mtu) {
+    case IBV_MTU_256: return 256;
+    case IBV_MTU_512: return 512;
+    case IBV_MTU_1024: return 1024;
+    case IBV_MTU_2048: return 2048;
+    case IBV_MTU_4096: return 4096;
+  }
+  return 0;
 }
 
 std::vector<DeviceInfo> scan_sysfs(const std::string& root) {
@@ -378,24 +398,26 @@ std::vector<PortChoice> choose_ports(const std::vector<DeviceInfo>& devices, con
   return out;
 }
 
-std::string list_devices(const std::string& hca, const std::string& sysfs_root) {
+std::string list_devices(const Options& options) {
+  const std::string& hca = options.ib_hca;
+  const std::string root = sysfs_root(options.ib_sysfs_root);
   std::string why;
   if (names_soft_device(hca)) {
     auto devices = query_devices(soft_verbs(), "", &why);
     return "software verbs (RINGLINK_IB_HCA=soft): a test double that moves bytes over loopback TCP; not RDMA\n" +
            format_devices(devices);
   }
-  const VerbsApi* api = load_libibverbs(&why);
+  const VerbsApi* api = load_libibverbs(options.ib_verbs_library, &why);
   if (!api) {
     std::string out = fmt::format("verbs unavailable: {}\n", why);
-    auto sys = scan_sysfs(sysfs_root);
-    if (!sys.empty()) out += fmt::format("{} lists these devices nonetheless:\n{}", sysfs_root, format_devices(sys));
+    auto sys = scan_sysfs(root);
+    if (!sys.empty()) out += fmt::format("{} lists these devices nonetheless:\n{}", root, format_devices(sys));
     return out;
   }
-  auto devices = query_devices(*api, sysfs_root, &why);
+  auto devices = query_devices(*api, root, &why);
   if (devices.empty())
-    return fmt::format("verbs unavailable: libibverbs.so.1 is installed, but {} (nothing under {})\n", why, sysfs_root);
-  std::string out = "verbs devices (libibverbs.so.1):\n" + format_devices(devices);
+    return fmt::format("verbs unavailable: {} is installed, but {} (nothing under {})\n", api->origin, why, root);
+  std::string out = fmt::format("verbs devices ({}):\n", api->origin) + format_devices(devices);
   try {
     std::string none;
     auto chosen = choose_ports(devices, hca, -1, &none);
@@ -414,25 +436,26 @@ std::string list_devices(const std::string& hca, const std::string& sysfs_root) 
   return out;
 }
 
-bool active_port_exists(const std::string& hca, int gid_index, std::string* why) {
+bool active_port_exists(const Options& options, std::string* why) {
+  const std::string& hca = options.ib_hca;
   if (names_soft_device(hca)) {
     if (why) *why = "RINGLINK_IB_HCA=soft selects the software verbs";
     return true;
   }
   std::string reason;
-  const VerbsApi* api = load_libibverbs(&reason);
+  const VerbsApi* api = load_libibverbs(options.ib_verbs_library, &reason);
   if (!api) {
     if (why) *why = "verbs unavailable: " + reason;
     return false;
   }
-  auto devices = query_devices(*api, default_sysfs_root(), &reason);
+  auto devices = query_devices(*api, sysfs_root(options.ib_sysfs_root), &reason);
   if (devices.empty()) {
-    if (why) *why = "libibverbs.so.1 is installed, but " + reason;
+    if (why) *why = fmt::format("{} is installed, but {}", api->origin, reason);
     return false;
   }
   std::vector<PortChoice> chosen;
   try {
-    chosen = choose_ports(devices, hca, gid_index, &reason);
+    chosen = choose_ports(devices, hca, options.ib_gid_index, &reason);
   } catch (const std::exception& e) {
     reason = e.what();
   }

@@ -1,6 +1,7 @@
 // RDMA devices: what is there (sysfs and the verbs queries), which port a rank uses
 // (RINGLINK_IB_HCA or the first active port) and which GID addresses it on RoCE
-// (RINGLINK_IB_GID_INDEX, else a RoCE v2 IPv4-mapped GID).
+// (RINGLINK_IB_GID_INDEX, else a RoCE v2 IPv4-mapped GID). These run without a communicator
+// (tools list devices too), so settings come in as arguments: Options::from_environment()'s.
 #pragma once
 
 #include <array>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "ringlink/options.h"
 #include "transport/verbs/verbs_api.h"
 
 namespace ringlink::verbs {
@@ -48,8 +50,22 @@ struct DeviceInfo {
   const PortInfo* port(int number) const;
 };
 
-// "/sys/class/infiniband", or RINGLINK_IB_SYSFS_ROOT (tests feed a fake tree through it).
-std::string default_sysfs_root();
+// Where RDMA devices are listed: `configured` (Options::ib_sysfs_root, RINGLINK_IB_SYSFS_ROOT;
+// tests feed a fake tree through it), else "/sys/class/infiniband".
+std::string sysfs_root(const std::string& configured);
+
+// A port's signalling rate from its attributes: lanes (active_width) times the per-lane rate of
+// its generation (active_speed). Zero lanes or rate when the attributes name neither.
+struct PortRate {
+  int lanes = 0;
+  double gbit_per_lane = 0;
+  const char* generation = "";  // "EDR", "HDR", ...
+  double gbit() const { return lanes * gbit_per_lane; }
+};
+PortRate port_rate(const ibv_port_attr& attr);
+
+// "4096", ... for logs and listings; 0 for a value that names no MTU.
+int mtu_bytes(ibv_mtu mtu);
 
 // Devices and ports as sysfs describes them (no MTU there).
 std::vector<DeviceInfo> scan_sysfs(const std::string& root);
@@ -86,11 +102,13 @@ std::vector<PortChoice> choose_ports(const std::vector<DeviceInfo>& devices, con
 
 // The listing ringlink-devices (and ringlink-bench --list-devices) prints: every HCA and port
 // with state, link layer, speed, MTU and GID table; "verbs unavailable: <reason>" when
-// libibverbs cannot be loaded or finds no device. `hca` = "soft" lists the software verbs.
-std::string list_devices(const std::string& hca, const std::string& sysfs_root = default_sysfs_root());
+// libibverbs cannot be loaded or finds no device. Reads the options' ib_hca ("soft" lists the
+// software verbs), ib_sysfs_root and ib_verbs_library.
+std::string list_devices(const Options& options);
 
-// Whether an active RDMA port exists for `hca` (auto transport selection); `why` says what was
-// found or what is missing.
-bool active_port_exists(const std::string& hca, int gid_index, std::string* why);
+// Whether an active RDMA port exists for the options' ib_hca and ib_gid_index (auto transport
+// selection), looking where ib_sysfs_root and ib_verbs_library say; `why` says what was found or
+// what is missing.
+bool active_port_exists(const Options& options, std::string* why);
 
 }  // namespace ringlink::verbs

@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -27,19 +26,25 @@ const char* to_string(GpuDirectMode m) {
   return "?";
 }
 
-bool peer_memory_loaded(const std::string& sys_root) {
+namespace {
+
+// Whether the peer-memory kernel module (nvidia_peermem, or the older nv_peer_mem) is loaded.
+bool peer_memory_loaded() {
+  const fs::path sys = "/sys";
   std::error_code ec;
-  if (fs::exists(fs::path(sys_root) / "module" / "nvidia_peermem" / "version", ec)) return true;
-  fs::path peers = fs::path(sys_root) / "kernel" / "mm" / "memory_peers";
+  if (fs::exists(sys / "module" / "nvidia_peermem" / "version", ec)) return true;
+  fs::path peers = sys / "kernel" / "mm" / "memory_peers";
   if (!fs::is_directory(peers, ec)) return false;
   for (const auto& e : fs::directory_iterator(peers, ec))
     if (e.path().filename().string().rfind("nv_mem", 0) == 0 && fs::exists(e.path() / "version", ec)) return true;
   return false;
 }
 
-GpuDirect detect_gpudirect(const VerbsApi& api, ibv_pd* pd, const std::string& sys_root) {
+}  // namespace
+
+GpuDirect detect_gpudirect(const VerbsApi& api, ibv_pd* pd, const Options& options) {
   GpuDirect g;
-  if (const char* f = std::getenv("RINGLINK_IB_GDR_FLUSH"); f && *f) g.flush_override = std::atoi(f) != 0 ? 1 : 0;
+  if (options.ib_gdr_flush >= 0) g.flush_override = options.ib_gdr_flush != 0 ? 1 : 0;
   std::string why;
   g.cuda = cuda::cuda_driver(&why);
   if (!g.cuda) {
@@ -47,7 +52,7 @@ GpuDirect detect_gpudirect(const VerbsApi& api, ibv_pd* pd, const std::string& s
     g.reason = why;
     return g;
   }
-  if (const char* v = std::getenv("RINGLINK_IB_GPUDIRECT"); v && (std::strcmp(v, "off") == 0 || std::strcmp(v, "0") == 0)) {
+  if (!options.ib_gpudirect) {
     g.mode = GpuDirectMode::Staging;
     g.reason = "RINGLINK_IB_GPUDIRECT=off";
     return g;
@@ -78,7 +83,7 @@ GpuDirect detect_gpudirect(const VerbsApi& api, ibv_pd* pd, const std::string& s
       return g;
     }
   }
-  if (!api.is_soft && peer_memory_loaded(sys_root)) {
+  if (!api.is_soft && peer_memory_loaded()) {
     g.mode = GpuDirectMode::PeerMemory;
     g.reason = fmt::format("peer memory (nvidia_peermem) after: {}", fmt::join(no, "; "));
     return g;

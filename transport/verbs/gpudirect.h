@@ -4,9 +4,9 @@
 //   peer memory  plain ibv_reg_mr on the device address, where nvidia_peermem (or the older
 //            nv_peer_mem) is loaded;
 //   staging  neither: CUDA buffers are copied through registered host buffers.
-// RINGLINK_IB_GPUDIRECT=off forces staging. After data lands in GPU memory, GPUs before
-// compute capability 9.0 need a flush (a local 1-byte RDMA READ from the buffer) before a kernel
-// may read it; RINGLINK_IB_GDR_FLUSH=0/1 overrides the choice.
+// Options::ib_gpudirect = false (RINGLINK_IB_GPUDIRECT=off) forces staging. After data lands in
+// GPU memory, GPUs before compute capability 9.0 need a flush (gpudirect_flush.h) before a kernel
+// may read it; Options::ib_gdr_flush (RINGLINK_IB_GDR_FLUSH=0/1) overrides the choice.
 //
 // None of this has run on a machine with an HCA and a GPU together.
 #pragma once
@@ -15,6 +15,7 @@
 #include <string>
 
 #include "common/cuda_driver.h"
+#include "ringlink/options.h"
 #include "transport/verbs/mr_cache.h"
 #include "transport/verbs/verbs_api.h"
 
@@ -27,18 +28,15 @@ struct GpuDirect {
   GpuDirectMode mode = GpuDirectMode::NoCuda;
   std::string reason;  // why this mode
   const cuda::CudaDriver* cuda = nullptr;
-  int flush_override = -1;  // RINGLINK_IB_GDR_FLUSH: -1 auto, 0 never, 1 always
+  int flush_override = -1;  // Options::ib_gdr_flush: -1 auto, 0 never, 1 always
 
   bool direct() const { return mode == GpuDirectMode::DmaBuf || mode == GpuDirectMode::PeerMemory; }
   // Whether data written into device memory at `ptr` needs a flush before use.
   bool flush_needed(const void* ptr) const;
 };
 
-// Picks the mode for `pd`. `sys_root` is "/sys" (tests point it at a fake tree).
-GpuDirect detect_gpudirect(const VerbsApi& api, ibv_pd* pd, const std::string& sys_root = "/sys");
-
-// Whether the peer-memory kernel module is loaded (under `sys_root`).
-bool peer_memory_loaded(const std::string& sys_root);
+// Picks the mode for `pd` as `options` allow (ib_gpudirect, ib_gdr_flush).
+GpuDirect detect_gpudirect(const VerbsApi& api, ibv_pd* pd, const Options& options);
 
 // Registers the whole CUDA allocation containing `start` with `pd` as the mode says; `lo` and
 // `len` receive the registered (page-aligned) range. Throws ringlink::Error naming `rank`.

@@ -47,18 +47,16 @@ struct VerbsApi {
   const char* (*vendor_error_str)(uint32_t vendor_err) = nullptr;
 };
 
-// libibverbs, loaded once per process. Null when it cannot be loaded; `why` then says why
-// ("libibverbs.so.1: cannot open shared object file", "symbol ibv_create_qp@IBVERBS_1.1 missing").
-const VerbsApi* load_libibverbs(std::string* why);
+// libibverbs, loaded once per process from `library` (Options::ib_verbs_library,
+// RINGLINK_IBVERBS_LIB; empty: "libibverbs.so.1"). Null when it cannot be loaded, or when another
+// library was loaded before; `why` then says why ("libibverbs.so.1: cannot open shared object
+// file", "... lacks ibv_create_qp@IBVERBS_1.1").
+const VerbsApi* load_libibverbs(const std::string& library, std::string* why);
 
 // The software verbs (soft/soft_verbs.cc).
 const VerbsApi& soft_verbs();
 
 // Whether `hca` (RINGLINK_IB_HCA) selects the software verbs.
 bool names_soft_device(const std::string& hca);
-
-// Short names for logs: "RDMA WRITE WITH IMM", "4096", ...
-const char* opcode_name(ibv_wr_opcode op);
-int mtu_bytes(ibv_mtu mtu);
 
 }  // namespace ringlink::verbs

@@ -1,7 +1,6 @@
 // Loads libibverbs with dlopen and fills the verbs table from its versioned symbols.
 #include <dlfcn.h>
 
-#include <cstdlib>
 #include <cstring>
 #include <mutex>
 
@@ -29,15 +28,16 @@ int real_post_recv(ibv_qp* qp, ibv_recv_wr* wr, ibv_recv_wr** bad) { return qp->
 int real_poll_cq(ibv_cq* cq, int n, ibv_wc* wc) { return cq->context->ops.poll_cq(cq, n, wc); }
 
 struct Loaded {
+  std::string library;
   VerbsApi api;
   std::string error;
   bool ok = false;
 };
 
-Loaded load() {
+Loaded load(const std::string& library) {
   Loaded out;
-  const char* override_name = std::getenv("RINGLINK_IBVERBS_LIB");
-  const char* name = override_name && *override_name ? override_name : "libibverbs.so.1";
+  out.library = library;
+  const char* name = library.c_str();
   void* lib = ::dlopen(name, RTLD_NOW | RTLD_LOCAL);
   if (!lib) {
     const char* e = ::dlerror();
@@ -95,8 +95,15 @@ Loaded load() {
 
 }  // namespace
 
-const VerbsApi* load_libibverbs(std::string* why) {
-  static Loaded loaded = load();
+const VerbsApi* load_libibverbs(const std::string& library, std::string* why) {
+  const std::string name = library.empty() ? "libibverbs.so.1" : library;
+  // One library per process: the compatibility query_port above is process-wide.
+  static const Loaded loaded = load(name);
+  if (loaded.library != name) {
+    if (why)
+      *why = fmt::format("{} was not loaded: this process uses {} (one libibverbs per process)", name, loaded.library);
+    return nullptr;
+  }
   if (!loaded.ok) {
     if (why) *why = loaded.error;
     return nullptr;
@@ -105,27 +112,5 @@ const VerbsApi* load_libibverbs(std::string* why) {
 }
 
 bool names_soft_device(const std::string& hca) { return hca == "soft" || hca.rfind("soft:", 0) == 0; }
-
-const char* opcode_name(ibv_wr_opcode op) {
-  switch (op) {
-    case IBV_WR_RDMA_WRITE: return "RDMA WRITE";
-    case IBV_WR_RDMA_WRITE_WITH_IMM: return "RDMA WRITE WITH IMM";
-    case IBV_WR_SEND: return "SEND";
-    case IBV_WR_SEND_WITH_IMM: return "SEND WITH IMM";
-    case IBV_WR_RDMA_READ: return "RDMA READ";
-    default: return "work request";
-  }
-}
-
-int mtu_bytes(ibv_mtu mtu) {
-  switch (mtu) {
-    case IBV_MTU_256: return 256;
-    case IBV_MTU_512: return 512;
-    case IBV_MTU_1024: return 1024;
-    case IBV_MTU_2048: return 2048;
-    case IBV_MTU_4096: return 4096;
-  }
-  return 0;
-}
 
 }  // namespace ringlink::verbs

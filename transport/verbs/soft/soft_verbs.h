@@ -42,8 +42,9 @@ enum VendorError : uint32_t {
 };
 const char* vendor_error_text(uint32_t vendor_err);
 
-// Fault injection, for tests. RINGLINK_SOFT_VERBS_FAULT=KIND[:N][@RANK] arms a fault in every
-// context the process opens (only in the process whose RANK is RANK, when given):
+// Fault injection, for tests. The verbs transport arms Options::soft_verbs_fault
+// (RINGLINK_SOFT_VERBS_FAULT=KIND[:N][@RANK]) in the context it opens, when RANK, if given, is
+// the transport's rank:
 //   drop-peer:N   on the N-th posted send work request, every connection of the context breaks,
 //                 as if the peers vanished (outstanding sends: IBV_WC_RETRY_EXC_ERR)
 //   bad-rkey:N    the N-th RDMA WRITE with data goes out with a wrong rkey
@@ -57,9 +58,10 @@ struct Fault {
 };
 // Parses "bad-rkey:3" (no @RANK part); throws std::invalid_argument on anything else.
 Fault parse_fault(const std::string& spec);
-// The fault from the environment for this process (Kind::None when unset or for another rank).
-Fault fault_from_environment();
-// Arms `fault` on an open soft context (replacing the environment's).
+// Parses "KIND[:N][@RANK]" for `rank`: Kind::None when it targets another rank. Throws
+// std::invalid_argument when KIND[:N] is malformed.
+Fault fault_for_rank(const std::string& spec, int rank);
+// Arms `fault` on an open soft context, replacing the one armed before; counting starts anew.
 void set_fault(ibv_context* context, Fault fault);
 
 // The TCP port (= LID) a soft context listens on.
