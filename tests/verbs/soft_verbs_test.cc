@@ -395,7 +395,7 @@ INSTANTIATE_TEST_SUITE_P(
                                  soft::kVendorOutOfBounds},
                       AccessCase{"NoRemoteWrite", IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ, 0, 0,
                                  soft::kVendorAccessDenied}),
-    [](const auto& info) { return std::string(info.param.name); });
+    [](const auto& test) { return std::string(test.param.name); });
 
 TEST(SoftVerbs, BadLkeyIsALocalProtectionError) {
   Host a, b;
@@ -506,8 +506,8 @@ INSTANTIATE_TEST_SUITE_P(Kinds, InjectedFault,
                          ::testing::Values(std::pair{"bad-rkey:2", IBV_WC_REM_ACCESS_ERR},
                                            std::pair{"oob-write:2", IBV_WC_REM_ACCESS_ERR},
                                            std::pair{"drop-peer:2", IBV_WC_RETRY_EXC_ERR}),
-                         [](const auto& info) {
-                           std::string n = info.param.first;
+                         [](const auto& test) {
+                           std::string n = test.param.first;
                            return n.substr(0, n.find('-')) + "_" + n.substr(n.find('-') + 1, n.find(':') - n.find('-') - 1);
                          });
 

@@ -51,7 +51,7 @@ TEST_P(Sizes, BothWaysBitwise) {
 INSTANTIATE_TEST_SUITE_P(Verbs, Sizes,
                          ::testing::Values(0, 1, 8, 63, 64, 65, 127, 128, 129, 4096, 65536, (512u << 10) - 1,
                                            512u << 10, (3u << 20) + 7, 64u << 20),
-                         [](const auto& info) { return std::to_string(info.param) + "B"; });
+                         [](const auto& test) { return std::to_string(test.param) + "B"; });
 
 TEST(VerbsTransport, ManyInFlightAcrossTagsAndSizesWrapTheFifo) {
   Pair p(2);
@@ -316,8 +316,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(FaultCase{"bad-rkey", ErrorKind::Transport, "remote access error", true},
                       FaultCase{"oob-write", ErrorKind::Transport, "access outside the memory region", true},
                       FaultCase{"drop-peer", ErrorKind::PeerLost, "retries exhausted", false}),
-    [](const auto& info) {
-      std::string n = info.param.spec;
+    [](const auto& test) {
+      std::string n = test.param.spec;
       std::replace(n.begin(), n.end(), '-', '_');
       return n;
     });

@@ -136,7 +136,7 @@ void Link::stage(Op& op, void* user_buf, const char* what) {
   op.device_buf = user_buf;
   op.bounce = t_.take_bounce(op.bytes);
   op.buf = op.bounce->as<std::byte>();
-  op.reg = t_.cache().acquire(op.buf, op.bytes, MemoryKind::Host);
+  op.reg = t_.mr_cache().acquire(op.buf, op.bytes, MemoryKind::Host);
   if (op.is_send) {
     cuda::make_pointer_context_current(cuda, user_buf);
     cuda::CUresult r = cuda.memcpy_dtoh(op.buf, reinterpret_cast<cuda::CUdeviceptr>(user_buf), op.bytes);

@@ -1,9 +1,7 @@
 // Everything about one peer: its queue pairs (data QPs for the clear-to-send protocol, a control
 // QP for eager messages and credits), the control memory the peer writes into (its CTS FIFO, the
 // size table, eager buffers), the matching of sends to clear-to-sends, and the completion of
-// receives. wire.h states the protocol. The link's work is spread over files by concern:
-// link.cc (life and ops), connect.cc (the endpoint exchange), data_path.cc (clear-to-sends,
-// data writes, completions), eager.cc (eager messages and credits).
+// receives. wire.h states the protocol.
 #pragma once
 
 #include <deque>

@@ -37,13 +37,11 @@ const VerbsApi& pick_api(const Options& o, int rank) {
 VerbsTransport::VerbsTransport(const TransportSetup& setup)
     : api_(pick_api(setup.options, setup.rank)),
       rank_(setup.rank),
-      local_rank_(setup.local_rank),
-      world_(setup.world_size),
       opts_(setup.options) {
-  open();
+  open(setup);
 }
 
-void VerbsTransport::open() {
+void VerbsTransport::open(const TransportSetup& setup) {
   std::string why;
   auto devices = query_devices(api_, sysfs_root(opts_.ib_sysfs_root), &why);
   if (devices.empty()) throw TransportError(rank_, -1, "create transport", "verbs unavailable: " + why);
@@ -55,7 +53,7 @@ void VerbsTransport::open() {
   }
   if (ports.empty()) throw TransportError(rank_, -1, "create transport", "verbs unavailable: " + why);
   // Ranks on one host spread over the usable ports.
-  const PortChoice& choice = ports[static_cast<size_t>(std::max(0, local_rank_)) % ports.size()];
+  const PortChoice& choice = ports[static_cast<size_t>(std::max(0, setup.local_rank)) % ports.size()];
   device_name_ = choice.device;
   const uint8_t port = static_cast<uint8_t>(choice.port);
   gid_index_ = choice.gid_index;
@@ -83,7 +81,7 @@ void VerbsTransport::open() {
   dev_->pd = api_.alloc_pd(dev_->ctx);
   if (!dev_->pd) throw TransportError(rank_, -1, "create transport", fmt::format("ibv_alloc_pd failed: {}", std::strerror(errno)));
   // One CQ for every QP: progress polls one queue however many peers there are.
-  const int peers = std::max(1, world_ - 1);
+  const int peers = std::max(1, setup.world_size - 1);
   const int want = peers * opts_.ib_qps * static_cast<int>(kSqDepth + wire::kFifoDepth) + 2 * static_cast<int>(kSqDepth);
   const int cqe = std::min(want, std::max(1, dev_attr_.max_cqe));
   dev_->cq = api_.create_cq(dev_->ctx, cqe, nullptr, nullptr, 0);

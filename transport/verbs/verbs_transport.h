@@ -1,7 +1,8 @@
-// The RDMA verbs transport: RC queue pairs per peer (RINGLINK_IB_QPS of them), a receiver-posted
-// clear-to-send FIFO and RDMA WRITE WITH IMM (see wire.h and docs/transports.md), an MR cache,
-// GPUDirect RDMA, and typed errors for every error completion and asynchronous event.
-// With RINGLINK_IB_HCA=soft it runs over the software verbs instead of libibverbs.
+// The RDMA verbs transport: RC queue pairs per peer (RINGLINK_IB_QPS for data, one for control),
+// a receiver-posted clear-to-send FIFO and RDMA WRITE WITH IMM (see wire.h and
+// docs/transports.md), an MR cache, GPUDirect RDMA, and typed errors for every error completion
+// and asynchronous event. With RINGLINK_IB_HCA=soft it runs over the software verbs instead of
+// libibverbs.
 #pragma once
 
 #include <memory>

@@ -1,7 +1,6 @@
 // The verbs transport itself: the device and port it chose, registration (the MR cache), the
 // links by peer, and progress (the shared CQ, the CTS FIFOs of links with waiting sends, the
-// asynchronous events). verbs_transport.cc opens and progresses it; async_events.cc turns
-// events into failures; gpudirect_flush.h holds the flush for receives into GPU memory.
+// asynchronous events).
 //
 // Progress costs no system call on real hardware: ibv_poll_cq and the CTS FIFO are reads of
 // memory the HCA writes, and asynchronous events are read by a thread that sleeps in poll().
@@ -56,7 +55,6 @@ class VerbsTransport final : public Transport, public VerbsTransportInfo {
   int gid_index() const { return gid_index_; }
   bool ethernet() const { return ethernet_; }
   const GpuDirect& gdr() const { return gdr_; }
-  MrCache& cache() { return *cache_; }
   // A user buffer's registration: from the cache, or (RINGLINK_IB_MR_CACHE=0, host memory) made
   // for this message and released after it.
   std::shared_ptr<Registration> user_registration(const void* buf, size_t bytes, MemoryKind kind);
@@ -70,7 +68,7 @@ class VerbsTransport final : public Transport, public VerbsTransportInfo {
   void flush(const std::shared_ptr<Link>& link, const std::shared_ptr<Op>& op);
 
  private:
-  void open();
+  void open(const TransportSetup& setup);
   void arm_soft_fault();
   std::shared_ptr<Registration> register_range(uintptr_t start, size_t length, MemoryKind kind);
   bool handle_async_events();  // async_events.cc
@@ -78,8 +76,6 @@ class VerbsTransport final : public Transport, public VerbsTransportInfo {
 
   const VerbsApi& api_;
   int rank_;
-  int local_rank_;
-  int world_;
   Options opts_;
   std::string name_;
   std::shared_ptr<Device> dev_;

@@ -29,7 +29,7 @@
 namespace ringlink::verbs::wire {
 
 inline constexpr uint32_t kFifoDepth = 256;
-inline constexpr uint32_t kMaxFifoDepth = 4096;  // the immediate has 12 bits of slot
+static_assert(kFifoDepth <= 4096, "the immediate names the slot in 12 bits");
 
 struct alignas(64) CtsEntry {
   uint64_t seq_head;  // written first...
@@ -72,7 +72,6 @@ class CtsReader {
     ++consumed_;
     return copy;
   }
-  uint64_t consumed() const { return consumed_; }
 
  private:
   const CtsEntry* fifo_ = nullptr;
@@ -84,10 +83,8 @@ class CtsReader {
 class CtsSlots {
  public:
   explicit CtsSlots(uint32_t depth = kFifoDepth) : busy_(depth, false) {}
-  uint32_t depth() const { return static_cast<uint32_t>(busy_.size()); }
-  // Entry `next_seq()` may be written once its slot is free.
+  // The next entry may be written once its slot is free.
   bool can_post() const { return !busy_[slot_of(next_seq_)]; }
-  uint64_t next_seq() const { return next_seq_; }
   uint32_t slot_of(uint64_t seq) const { return static_cast<uint32_t>((seq - 1) % busy_.size()); }
   // Takes the next entry's slot; returns the entry's sequence number.
   uint64_t post() {
@@ -99,7 +96,6 @@ class CtsSlots {
     if (busy_[slot]) --outstanding_;
     busy_[slot] = false;
   }
-  bool busy(uint32_t slot) const { return busy_[slot]; }
   uint32_t outstanding() const { return outstanding_; }
 
  private:
@@ -120,7 +116,6 @@ inline constexpr uint32_t kImmVoid = 1u << 20;
 inline constexpr uint32_t kImmTruncated = 1u << 19;
 inline constexpr uint32_t kImmSizeInTable = 1u << 18;
 inline constexpr uint32_t kImmSmallLimit = 1u << 19;
-inline constexpr int kImmMaxStripes = 64;
 
 struct Imm {
   uint32_t slot = 0;

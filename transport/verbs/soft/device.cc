@@ -210,7 +210,6 @@ ibv_pd* alloc_pd(ibv_context* context) {
   pd->h.verbs.context = context;
   pd->h.verbs.handle = c->next_key++;
   pd->ctx = c;
-  ++c->users;
   return &pd->h.verbs;
 }
 
@@ -218,7 +217,6 @@ int dealloc_pd(ibv_pd* p) {
   Pd* pd = of(p);
   std::lock_guard lk(pd->ctx->mu);
   if (pd->users > 0) return EBUSY;
-  --pd->ctx->users;
   delete pd;
   return 0;
 }
@@ -291,7 +289,6 @@ ibv_cq* create_cq(ibv_context* context, int cqe, void* cq_context, ibv_comp_chan
   cq->h.verbs.context = context;
   cq->h.verbs.cq_context = cq_context;
   cq->h.verbs.cqe = cqe;
-  ++c->users;
   return &cq->h.verbs;
 }
 
@@ -300,7 +297,6 @@ int destroy_cq(ibv_cq* q) {
   Context* c = cq->ctx;
   std::lock_guard lk(c->mu);
   if (cq->users > 0) return EBUSY;
-  --c->users;
   delete cq;
   return 0;
 }

@@ -1,6 +1,5 @@
-// The verbs the software verbs implement, with libibverbs' signatures; table.cc puts them in a
-// VerbsApi. device.cc: devices, contexts, protection domains, memory regions, completion queues;
-// queue_pair.cc: queue pairs and their state machine; post.cc: posting, polling, async events.
+// The verbs the software verbs implement, with libibverbs' signatures (table.cc puts them in a
+// VerbsApi).
 #pragma once
 
 #include <infiniband/verbs.h>

@@ -217,7 +217,6 @@ struct Context {
   std::vector<PendingSocket> pending;     // accepted, hello not yet read or target QP not ready
   uint32_t next_key = 0;
   uint32_t next_qpn = 0x100;
-  int users = 0;  // PDs and CQs
   // Fault injection (faults.cc).
   Fault fault;
   uint64_t sends_posted = 0, writes_posted = 0;
