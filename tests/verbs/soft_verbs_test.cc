@@ -125,20 +125,27 @@ std::vector<ibv_wc> poll(ibv_cq* cq, size_t want, std::chrono::milliseconds limi
   return got;
 }
 
-int post_write(ibv_qp* qp, uint64_t wr_id, void* src, uint32_t len, uint32_t lkey, uint64_t raddr, uint32_t rkey,
-               bool with_imm = false, uint32_t imm = 0, unsigned flags = IBV_SEND_SIGNALED) {
-  ibv_sge sge{reinterpret_cast<uint64_t>(src), len, lkey};
+// One send work request with one scatter entry (none when `len` is 0).
+int post_one(ibv_qp* qp, ibv_wr_opcode opcode, uint64_t wr_id, void* buf, uint32_t len, uint32_t lkey,
+             uint64_t raddr = 0, uint32_t rkey = 0, uint32_t imm = 0, unsigned flags = IBV_SEND_SIGNALED) {
+  ibv_sge sge{reinterpret_cast<uint64_t>(buf), len, lkey};
   ibv_send_wr wr{};
   wr.wr_id = wr_id;
   wr.sg_list = &sge;
   wr.num_sge = len ? 1 : 0;
-  wr.opcode = with_imm ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE;
+  wr.opcode = opcode;
   wr.send_flags = flags;
   wr.imm_data = imm;
   wr.wr.rdma.remote_addr = raddr;
   wr.wr.rdma.rkey = rkey;
   ibv_send_wr* bad = nullptr;
   return api().post_send(qp, &wr, &bad);
+}
+
+int post_write(ibv_qp* qp, uint64_t wr_id, void* src, uint32_t len, uint32_t lkey, uint64_t raddr, uint32_t rkey,
+               bool with_imm = false, uint32_t imm = 0, unsigned flags = IBV_SEND_SIGNALED) {
+  return post_one(qp, with_imm ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE, wr_id, src, len, lkey, raddr, rkey,
+                  imm, flags);
 }
 
 int post_recv(ibv_qp* qp, uint64_t wr_id, void* buf = nullptr, uint32_t len = 0, uint32_t lkey = 0) {
@@ -256,15 +263,7 @@ TEST(SoftVerbs, SendAndReadMoveBytes) {
   ibv_mr* mremote = b.reg(remote.data(), remote.size());
   ibv_mr* mback = a.reg(back.data(), back.size());
   ASSERT_EQ(post_recv(qb, 9, dst.data(), static_cast<uint32_t>(dst.size()), md->lkey), 0);
-  ibv_sge sge{reinterpret_cast<uint64_t>(src.data()), static_cast<uint32_t>(src.size()), ms->lkey};
-  ibv_send_wr wr{};
-  wr.wr_id = 1;
-  wr.sg_list = &sge;
-  wr.num_sge = 1;
-  wr.opcode = IBV_WR_SEND;
-  wr.send_flags = IBV_SEND_SIGNALED;
-  ibv_send_wr* bad = nullptr;
-  ASSERT_EQ(api().post_send(qa, &wr, &bad), 0);
+  ASSERT_EQ(post_one(qa, IBV_WR_SEND, 1, src.data(), static_cast<uint32_t>(src.size()), ms->lkey), 0);
   auto rw = poll(b.cq, 1);
   ASSERT_EQ(rw.size(), 1u);
   EXPECT_EQ(rw[0].opcode, IBV_WC_RECV);
@@ -272,16 +271,9 @@ TEST(SoftVerbs, SendAndReadMoveBytes) {
   EXPECT_EQ(dst[4999], 0x5a);
   EXPECT_EQ(dst[5000], 0);
 
-  ibv_sge rsge{reinterpret_cast<uint64_t>(back.data()), 4096, mback->lkey};
-  ibv_send_wr rd{};
-  rd.wr_id = 2;
-  rd.sg_list = &rsge;
-  rd.num_sge = 1;
-  rd.opcode = IBV_WR_RDMA_READ;
-  rd.send_flags = IBV_SEND_SIGNALED;
-  rd.wr.rdma.remote_addr = reinterpret_cast<uint64_t>(remote.data());
-  rd.wr.rdma.rkey = mremote->rkey;
-  ASSERT_EQ(api().post_send(qa, &rd, &bad), 0);
+  ASSERT_EQ(post_one(qa, IBV_WR_RDMA_READ, 2, back.data(), 4096, mback->lkey, reinterpret_cast<uint64_t>(remote.data()),
+                     mremote->rkey),
+            0);
   auto sw = poll(a.cq, 2);
   ASSERT_EQ(sw.size(), 2u);
   EXPECT_EQ(sw[0].wr_id, 1u);

@@ -23,6 +23,16 @@ std::string read_line(const fs::path& p) {
   return s;
 }
 
+// The number a sysfs entry is named by (ports/1, gids/3); false for any other name.
+bool entry_number(const fs::directory_entry& e, int& number) {
+  try {
+    number = std::stoi(e.path().filename().string());
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 // "4: ACTIVE" -> "ACTIVE"
 std::string after_colon(const std::string& s) {
   auto c = s.find(": ");
@@ -195,11 +205,7 @@ std::vector<DeviceInfo> scan_sysfs(const std::string& root) {
     std::error_code pec;
     for (const auto& port_dir : fs::directory_iterator(dev.path() / "ports", pec)) {
       PortInfo p;
-      try {
-        p.port = std::stoi(port_dir.path().filename().string());
-      } catch (const std::exception&) {
-        continue;
-      }
+      if (!entry_number(port_dir, p.port)) continue;
       p.state = after_colon(read_line(port_dir.path() / "state"));
       p.active = p.state == "ACTIVE";
       p.link_layer = read_line(port_dir.path() / "link_layer");
@@ -209,11 +215,7 @@ std::vector<DeviceInfo> scan_sysfs(const std::string& root) {
       std::error_code gec;
       for (const auto& gid_file : fs::directory_iterator(port_dir.path() / "gids", gec)) {
         GidEntry g;
-        try {
-          g.index = std::stoi(gid_file.path().filename().string());
-        } catch (const std::exception&) {
-          continue;
-        }
+        if (!entry_number(gid_file, g.index)) continue;
         if (!parse_gid(read_line(gid_file.path()), g.raw) || g.is_zero()) continue;
         p.gids.push_back(g);
       }
