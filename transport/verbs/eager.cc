@@ -7,7 +7,6 @@
 #include <fmt/format.h>
 
 #include "common/cuda_driver.h"
-#include "common/log.h"
 #include "transport/verbs/link.h"
 #include "transport/verbs/verbs_transport_impl.h"
 

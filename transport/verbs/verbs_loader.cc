@@ -2,11 +2,9 @@
 #include <dlfcn.h>
 
 #include <cstring>
-#include <mutex>
 
 #include <fmt/format.h>
 
-#include "common/log.h"
 #include "transport/verbs/verbs_api.h"
 
 namespace ringlink::verbs {
