@@ -5,10 +5,11 @@
 
 #include <fmt/format.h>
 
+#include "algorithms/barrier.h"
 #include "algorithms/common.h"
+#include "algorithms/recursive_doubling.h"
 #include "algorithms/ring.h"
 #include "algorithms/select.h"
-#include "algorithms/small.h"
 #include "algorithms/tree.h"
 #include "comm/cuda_staging.h"
 #include "comm/engine.h"
