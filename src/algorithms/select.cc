@@ -75,16 +75,16 @@ AllreduceChoice choose_allreduce(size_t bytes, int n, Algorithm forced, bool fit
   return c;
 }
 
-RootedShape choose_rooted_shape(size_t bytes, int n, Algorithm forced, const LinkModel& m, size_t chunk_bytes) {
-  if (forced == Algorithm::Ring) return RootedShape::Chain;
-  if (forced == Algorithm::Tree) return RootedShape::BinaryTree;
+TreeShape choose_rooted_shape(size_t bytes, int n, Algorithm forced, const LinkModel& m, size_t chunk_bytes) {
+  if (forced == Algorithm::Ring) return TreeShape::Chain;
+  if (forced == Algorithm::Tree) return TreeShape::Binary;
   // Chain: n-1 hops to fill, then each link carries the data once. Binary tree: log2(n) hops,
   // but interior nodes send the data twice.
   double chunk = std::min<double>(static_cast<double>(bytes), static_cast<double>(chunk_bytes));
   double chain = (n - 1) * (m.latency_us + us(chunk, m.bandwidth_gbps)) + us(static_cast<double>(bytes), m.bandwidth_gbps);
   double depth = ceil_log2(n);
   double tree = depth * (m.latency_us + us(chunk, m.bandwidth_gbps)) + us(2.0 * static_cast<double>(bytes), m.bandwidth_gbps);
-  return chain < tree ? RootedShape::Chain : RootedShape::BinaryTree;
+  return chain < tree ? TreeShape::Chain : TreeShape::Binary;
 }
 
 }  // namespace ringlink::algo

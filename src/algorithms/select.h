@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <string>
 
+#include "algorithms/tree_topology.h"
 #include "ringlink/options.h"
 #include "transport.h"
 
@@ -23,7 +24,6 @@ struct LinkModel {
 };
 
 enum class AllreduceAlgo { Ring, Tree, RecursiveDoubling };
-enum class RootedShape { BinaryTree, Chain };  // for broadcast and reduce
 
 const char* to_string(AllreduceAlgo a);
 
@@ -38,7 +38,8 @@ struct AllreduceChoice {
 // `fits_slot`: the message fits one staging slot (recursive doubling needs that).
 AllreduceChoice choose_allreduce(size_t bytes, int n, Algorithm forced, bool fits_slot, const LinkModel& m,
                                  size_t chunk_bytes);
-RootedShape choose_rooted_shape(size_t bytes, int n, Algorithm forced, const LinkModel& m, size_t chunk_bytes);
+// The tree broadcast and reduce run over.
+TreeShape choose_rooted_shape(size_t bytes, int n, Algorithm forced, const LinkModel& m, size_t chunk_bytes);
 
 // Estimates in microseconds, exposed for tests and the docs.
 double ring_allreduce_us(size_t bytes, int n, const LinkModel& m, size_t chunk_bytes);

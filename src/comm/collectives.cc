@@ -99,10 +99,9 @@ std::unique_ptr<Operation> plan_rooted(const Engine& e, const algo::Args& a, boo
   const char* name = reduce ? "reduce" : "broadcast";
   if (e.size() == 1) return std::make_unique<LocalCopy>(name, a.send, a.recv, bytes);
   auto shape = algo::choose_rooted_shape(bytes, e.size(), e.algorithm(), e.cost_model(), e.chunk_bytes());
-  auto tree_shape = shape == algo::RootedShape::Chain ? algo::TreeShape::Chain : algo::TreeShape::Binary;
-  log_choice(e, name, bytes, [&] { return std::string(shape == algo::RootedShape::Chain ? "pipelined chain" : "binary tree"); });
-  if (reduce) return algo::make_tree_reduce(a, e.rank(), e.size(), tree_shape, e.chunk_bytes(), e.pipeline_depth());
-  return algo::make_tree_broadcast(a, e.rank(), e.size(), tree_shape, e.chunk_bytes(), e.pipeline_depth());
+  log_choice(e, name, bytes, [&] { return std::string(algo::to_string(shape)); });
+  if (reduce) return algo::make_tree_reduce(a, e.rank(), e.size(), shape, e.chunk_bytes(), e.pipeline_depth());
+  return algo::make_tree_broadcast(a, e.rank(), e.size(), shape, e.chunk_bytes(), e.pipeline_depth());
 }
 
 // Device buffers are staged through host memory around the host schedule.

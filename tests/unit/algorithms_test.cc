@@ -5,7 +5,7 @@
 #include <set>
 
 #include "algorithms/select.h"
-#include "algorithms/tree.h"
+#include "algorithms/tree_topology.h"
 
 using namespace ringlink;
 using namespace ringlink::algo;
@@ -123,14 +123,14 @@ TEST(CostModel, ForcedAlgorithmWins) {
   LinkModel m;
   EXPECT_EQ(choose_allreduce(8, 4, Algorithm::Tree, true, m, 512 << 10).algo, AllreduceAlgo::Tree);
   EXPECT_EQ(choose_allreduce(8, 4, Algorithm::Ring, true, m, 512 << 10).algo, AllreduceAlgo::Ring);
-  EXPECT_EQ(choose_rooted_shape(8, 8, Algorithm::Ring, m, 512 << 10), RootedShape::Chain);
-  EXPECT_EQ(choose_rooted_shape(size_t{1} << 30, 8, Algorithm::Tree, m, 512 << 10), RootedShape::BinaryTree);
+  EXPECT_EQ(choose_rooted_shape(8, 8, Algorithm::Ring, m, 512 << 10), TreeShape::Chain);
+  EXPECT_EQ(choose_rooted_shape(size_t{1} << 30, 8, Algorithm::Tree, m, 512 << 10), TreeShape::Binary);
 }
 
 TEST(CostModel, RootedShapes) {
   LinkModel m{12.0, 2.0, 10.0};
-  EXPECT_EQ(choose_rooted_shape(8, 8, Algorithm::Auto, m, 512 << 10), RootedShape::BinaryTree);
-  EXPECT_EQ(choose_rooted_shape(size_t{256} << 20, 8, Algorithm::Auto, m, 512 << 10), RootedShape::Chain);
+  EXPECT_EQ(choose_rooted_shape(8, 8, Algorithm::Auto, m, 512 << 10), TreeShape::Binary);
+  EXPECT_EQ(choose_rooted_shape(size_t{256} << 20, 8, Algorithm::Auto, m, 512 << 10), TreeShape::Chain);
 }
 
 }  // namespace
