@@ -1,4 +1,4 @@
-// Pieces every collective schedule uses: element ranges, staging slots, request bookkeeping.
+// Pieces every collective schedule uses: its arguments, element ranges, message posting.
 #pragma once
 
 #include <cstddef>
@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "algorithms/staging_pool.h"
 #include "comm/operation.h"
 #include "ringlink/types.h"
 #include "transport.h"
@@ -43,38 +44,6 @@ inline Range sub(Range r, size_t parts, size_t i) {
 }
 
 inline int mod(int a, int n) { return ((a % n) + n) % n; }
-
-// Fixed-size staging slots carved from one buffer the engine allocated, touched and registered
-// once. Receives that must be combined with local data land here.
-class StagingPool {
- public:
-  StagingPool(std::byte* base, size_t slot_bytes, int slots, MemoryRegion* mr)
-      : base_(base), slot_bytes_(slot_bytes), slots_(slots), mr_(mr) {
-    for (int i = slots - 1; i >= 0; --i) free_.push_back(i);
-  }
-  size_t slot_bytes() const { return slot_bytes_; }
-  int slots() const { return slots_; }
-  int available() const { return static_cast<int>(free_.size()); }
-  MemoryRegion* mr() const { return mr_; }
-  // -1 when none is free.
-  int acquire() {
-    if (free_.empty()) return -1;
-    int s = free_.back();
-    free_.pop_back();
-    return s;
-  }
-  void release(int s) {
-    if (s >= 0) free_.push_back(s);
-  }
-  std::byte* at(int s) const { return base_ + static_cast<size_t>(s) * slot_bytes_; }
-
- private:
-  std::byte* base_;
-  size_t slot_bytes_;
-  int slots_;
-  MemoryRegion* mr_;
-  std::vector<int> free_;
-};
 
 // An in-flight send, with the staging slot to give back when it completes (-1: none).
 struct PendingSend {
