@@ -10,21 +10,22 @@ class Barrier final : public detail::Operation {
   Barrier(int rank, int size) : rank_(rank), n_(size) {}
   const char* name() const override { return "barrier"; }
   int waiting_on() const override { return mod(rank_ - (1 << round_), n_); }
-  void start(detail::OpContext&) override {}
-  bool advance(detail::OpContext& ctx) override {
+  void start(const detail::OpContext&) override {}
+  detail::Progress advance(const detail::OpContext& ctx) override {
+    bool moved = false;
     while ((1 << round_) < n_) {
       int dist = 1 << round_;
       if (!posted_) {
-        recv_ = ctx.peer(mod(rank_ - dist, n_)).irecv(&sink_, 0, nullptr, ctx.tag_base + static_cast<Tag>(round_));
-        send_ = ctx.peer(mod(rank_ + dist, n_)).isend(&sink_, 0, nullptr, ctx.tag_base + static_cast<Tag>(round_));
+        recv_ = ctx.irecv(mod(rank_ - dist, n_), &sink_, 0, nullptr, static_cast<Tag>(round_));
+        send_ = ctx.isend(mod(rank_ + dist, n_), &sink_, 0, nullptr, static_cast<Tag>(round_));
         posted_ = true;
       }
-      if (!recv_->test() || !send_->test()) return false;
+      if (!recv_->test() || !send_->test()) return moved ? detail::Progress::Moved : detail::Progress::Waiting;
       ++round_;
       posted_ = false;
-      touch();
+      moved = true;
     }
-    return true;
+    return detail::Progress::Done;
   }
 
  private:

@@ -4,7 +4,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <vector>
 
 #include "algorithms/staging_pool.h"
 #include "comm/operation.h"
@@ -53,15 +52,15 @@ struct PendingSend {
 
 // Posting helpers that skip empty messages: both sides compute the same lengths, so a 0-element
 // chunk is simply not sent.
-inline std::unique_ptr<Request> post_send(detail::OpContext& ctx, int peer, const void* p, size_t bytes, Tag tag,
-                                          MemoryRegion* mr = nullptr) {
+inline std::unique_ptr<Request> post_send(const detail::OpContext& ctx, int peer, const void* p, size_t bytes,
+                                          Tag tag, MemoryRegion* mr = nullptr) {
   if (bytes == 0) return nullptr;
-  return ctx.peer(peer).isend(p, bytes, mr, tag);
+  return ctx.isend(peer, p, bytes, mr, tag);
 }
-inline std::unique_ptr<Request> post_recv(detail::OpContext& ctx, int peer, void* p, size_t bytes, Tag tag,
+inline std::unique_ptr<Request> post_recv(const detail::OpContext& ctx, int peer, void* p, size_t bytes, Tag tag,
                                           MemoryRegion* mr = nullptr) {
   if (bytes == 0) return nullptr;
-  return ctx.peer(peer).irecv(p, bytes, mr, tag);
+  return ctx.irecv(peer, p, bytes, mr, tag);
 }
 // A null request counts as done.
 inline bool done(std::unique_ptr<Request>& r) { return !r || r->test(); }

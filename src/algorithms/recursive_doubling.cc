@@ -21,22 +21,32 @@ class RecursiveDoubling final : public detail::Operation {
   const char* name() const override { return "allreduce"; }
   int waiting_on() const override { return partner_; }
 
-  void start(detail::OpContext& ctx) override {
-    pool_ = ctx.staging;
+  void start(const detail::OpContext& ctx) override {
+    pool_ = &ctx.staging();
     bytes_ = a_.count * a_.elem();
     if (a_.recv != a_.send && bytes_) std::memcpy(a_.recv, a_.send, bytes_);
     slot_ = pool_->acquire();  // the engine guarantees one free slot for a lone collective
     stage_ = rank_ >= p_ ? Stage::ExtraSend : (rank_ < n_ - p_ ? Stage::FoldIn : Stage::Round);
   }
 
-  bool advance(detail::OpContext& ctx) override {
+  detail::Progress advance(const detail::OpContext& ctx) override {
+    moved_ = false;
+    if (run(ctx)) return detail::Progress::Done;
+    return moved_ ? detail::Progress::Moved : detail::Progress::Waiting;
+  }
+
+ private:
+  enum class Stage { ExtraSend, FoldIn, Round, FoldOut, Done };
+
+  // Runs stages until one waits (false) or the result is complete (true).
+  bool run(const detail::OpContext& ctx) {
     for (;;) {
       switch (stage_) {
         case Stage::ExtraSend:  // rank >= p: give the data to rank - p, wait for the result
           partner_ = rank_ - p_;
           if (!posted_) {
-            send_ = post_send(ctx, partner_, a_.recv, bytes_, tag(ctx, 0));
-            recv_ = post_recv(ctx, partner_, a_.recv, bytes_, tag(ctx, 1 + rounds_));
+            send_ = post_send(ctx, partner_, a_.recv, bytes_, tag(0));
+            recv_ = post_recv(ctx, partner_, a_.recv, bytes_, tag(1 + rounds_));
             posted_ = true;
           }
           if (!done(send_) || !done(recv_)) return false;
@@ -44,7 +54,7 @@ class RecursiveDoubling final : public detail::Operation {
         case Stage::FoldIn:  // rank < n - p: absorb rank + p's data first
           partner_ = rank_ + p_;
           if (!posted_) {
-            recv_ = post_recv(ctx, partner_, pool_->at(slot_), bytes_, tag(ctx, 0), pool_->mr());
+            recv_ = post_recv(ctx, partner_, pool_->at(slot_), bytes_, tag(0), pool_->mr());
             posted_ = true;
           }
           if (!done(recv_)) return false;
@@ -58,8 +68,8 @@ class RecursiveDoubling final : public detail::Operation {
           }
           partner_ = rank_ ^ (1 << round_);
           if (!posted_) {
-            recv_ = post_recv(ctx, partner_, pool_->at(slot_), bytes_, tag(ctx, 1 + round_), pool_->mr());
-            send_ = post_send(ctx, partner_, a_.recv, bytes_, tag(ctx, 1 + round_));
+            recv_ = post_recv(ctx, partner_, pool_->at(slot_), bytes_, tag(1 + round_), pool_->mr());
+            send_ = post_send(ctx, partner_, a_.recv, bytes_, tag(1 + round_));
             posted_ = true;
           }
           // The send reads our value: it must be out before the value changes.
@@ -81,7 +91,7 @@ class RecursiveDoubling final : public detail::Operation {
           if (!posted_) {
             if (a_.op == ReduceOp::Avg && bytes_) reduce::divide(a_.recv, a_.count, a_.type, n_);
             averaged_ = true;
-            send_ = post_send(ctx, partner_, a_.recv, bytes_, tag(ctx, 1 + rounds_));
+            send_ = post_send(ctx, partner_, a_.recv, bytes_, tag(1 + rounds_));
             posted_ = true;
           }
           if (!done(send_)) return false;
@@ -92,15 +102,13 @@ class RecursiveDoubling final : public detail::Operation {
     }
   }
 
- private:
-  enum class Stage { ExtraSend, FoldIn, Round, FoldOut, Done };
-  Tag tag(const detail::OpContext& ctx, int step) const { return ctx.tag_base + static_cast<Tag>(step); }
+  static Tag tag(int step) { return static_cast<Tag>(step); }
   void next(Stage s) {
     stage_ = s;
     posted_ = false;
     send_.reset();
     recv_.reset();
-    touch();
+    moved_ = true;
   }
   bool finish() {
     // Extra ranks receive the finished (already averaged) result.
@@ -121,6 +129,7 @@ class RecursiveDoubling final : public detail::Operation {
   Stage stage_ = Stage::Round;
   bool posted_ = false;
   bool averaged_ = false;
+  bool moved_ = false;  // a stage finished during this advance()
   std::unique_ptr<Request> send_, recv_;
 };
 

@@ -52,7 +52,7 @@ class RingOp final : public detail::Operation {
   }
   int waiting_on() const override { return mod(rank_ - 1, n_); }
 
-  void start(detail::OpContext& ctx) override {
+  void start(const detail::OpContext& ctx) override {
     if (mode_ == RingMode::AllGather) {
       // Own block into place; in place it is there already.
       std::byte* own = output(rank_, segment(rank_));
@@ -62,15 +62,15 @@ class RingOp final : public detail::Operation {
       if (mode_ != RingMode::AllGather && total_ > 0) finish_local();  // n == 1
       return;
     }
-    pool_ = ctx.staging;
+    pool_ = &ctx.staging();
     // Each active chain may hold three slots: receiving step k+1, sending step k+1's source,
     // and a send of step k still draining.
     depth_ = std::max(1, std::min(depth_, pool_->available() / 3));
   }
 
-  bool advance(detail::OpContext& ctx) override {
-    if (steps_ == 0 || total_ == 0) return true;
-    bool moved = true;
+  detail::Progress advance(const detail::OpContext& ctx) override {
+    if (steps_ == 0 || total_ == 0) return detail::Progress::Done;
+    bool moved = true, any = false;
     while (moved) {
       moved = false;
       while (static_cast<int>(active_.size()) < depth_ && next_chain_ < chunks_) {
@@ -88,9 +88,10 @@ class RingOp final : public detail::Operation {
           ++it;
         }
       }
-      if (moved) touch();
+      any = any || moved;
     }
-    return chains_done_ == chunks_;
+    if (chains_done_ == chunks_) return detail::Progress::Done;
+    return any ? detail::Progress::Moved : detail::Progress::Waiting;
   }
 
  private:
@@ -119,9 +120,7 @@ class RingOp final : public detail::Operation {
     if (mode_ == RingMode::ReduceScatter) return a_.recv + (r.begin - segment(seg).begin) * a_.elem();
     return a_.recv + r.begin * a_.elem();
   }
-  Tag tag(const detail::OpContext& ctx, int step, size_t c) const {
-    return ctx.tag_base + static_cast<Tag>(step) * chunks_ + c;
-  }
+  Tag tag(int step, size_t c) const { return static_cast<Tag>(step) * chunks_ + c; }
   int send_seg(int k) const { return k < rs_steps_ ? mod(rank_ - k - 1, n_) : mod(rank_ - (k - rs_steps_), n_); }
   int recv_seg(int k) const {
     return k < rs_steps_ ? mod(rank_ - k - 2, n_) : mod(rank_ - (k - rs_steps_) - 1, n_);
@@ -132,19 +131,19 @@ class RingOp final : public detail::Operation {
     if (a_.recv != a_.send) std::memcpy(a_.recv, a_.send, total_ * a_.elem());
   }
 
-  void begin_chain(detail::OpContext& ctx, Chain& ch) {
+  void begin_chain(const detail::OpContext& ctx, Chain& ch) {
     // Step 0's source is local: the contribution (reduce-scatter) or the own block (allgather).
     int s = send_seg(0);
     Range r = chunk(s, ch.c);
     const std::byte* src = rs_steps_ > 0 ? input(r) : output(s, r);
-    ch.sends.push_back(PendingSend{post_send(ctx, next(), src, r.size() * a_.elem(), tag(ctx, 0, ch.c)), -1});
+    ch.sends.push_back(PendingSend{post_send(ctx, next(), src, r.size() * a_.elem(), tag(0, ch.c)), -1});
   }
 
   int next() const { return mod(rank_ + 1, n_); }
   int prev() const { return mod(rank_ - 1, n_); }
 
   // Returns true if anything moved.
-  bool step_chain(detail::OpContext& ctx, Chain& ch) {
+  bool step_chain(const detail::OpContext& ctx, Chain& ch) {
     bool moved = false;
     // Retire completed sends in order, returning their slots.
     while (!ch.sends.empty() && done(ch.sends.front().req)) {
@@ -164,9 +163,9 @@ class RingOp final : public detail::Operation {
       if (reduce_step && bytes > 0) {
         ch.recv_slot = pool_->acquire();
         if (ch.recv_slot < 0) return moved;  // wait for a slot
-        ch.recv = post_recv(ctx, prev(), pool_->at(ch.recv_slot), bytes, tag(ctx, k, ch.c), pool_->mr());
+        ch.recv = post_recv(ctx, prev(), pool_->at(ch.recv_slot), bytes, tag(k, ch.c), pool_->mr());
       } else {
-        ch.recv = post_recv(ctx, prev(), output(recv_seg(k), r), bytes, tag(ctx, k, ch.c));
+        ch.recv = post_recv(ctx, prev(), output(recv_seg(k), r), bytes, tag(k, ch.c));
       }
       ch.recv_posted = true;
       moved = true;
@@ -200,7 +199,7 @@ class RingOp final : public detail::Operation {
     ch.step = k + 1;
     if (k + 1 < steps_) {
       // What step k received (and combined) is what step k+1 sends.
-      ch.sends.push_back(PendingSend{post_send(ctx, next(), forward, bytes, tag(ctx, k + 1, ch.c),
+      ch.sends.push_back(PendingSend{post_send(ctx, next(), forward, bytes, tag(k + 1, ch.c),
                                                forward_slot >= 0 ? pool_->mr() : nullptr),
                                      forward_slot});
     } else {

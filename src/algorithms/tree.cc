@@ -38,8 +38,8 @@ class TreeOp final : public detail::Operation {
   }
   int waiting_on() const override { return waiting_on_; }
 
-  void start(detail::OpContext& ctx) override {
-    pool_ = ctx.staging;
+  void start(const detail::OpContext& ctx) override {
+    pool_ = &ctx.staging();
     // A chain holds at most two slots (one per child).
     depth_ = std::max(1, std::min(depth_, pool_->available() / (2 * static_cast<int>(parts_.size()))));
     if (mode_ == TreeMode::Broadcast && rank_ == a_.root && a_.recv != a_.send && a_.count)
@@ -49,8 +49,8 @@ class TreeOp final : public detail::Operation {
     for (auto& p : parts_) total_chains_ += p.range.size() ? p.chunks : 0;
   }
 
-  bool advance(detail::OpContext& ctx) override {
-    bool moved = true;
+  detail::Progress advance(const detail::OpContext& ctx) override {
+    bool moved = true, any = false;
     while (moved) {
       moved = false;
       for (size_t p = 0; p < parts_.size(); ++p) {
@@ -70,9 +70,10 @@ class TreeOp final : public detail::Operation {
           ++it;
         }
       }
-      if (moved) touch();
+      any = any || moved;
     }
-    return chains_done_ == total_chains_;
+    if (chains_done_ == total_chains_) return detail::Progress::Done;
+    return any ? detail::Progress::Moved : detail::Progress::Waiting;
   }
 
  private:
@@ -94,12 +95,12 @@ class TreeOp final : public detail::Operation {
     for (auto& ch : active_) k += ch.part == p;
     return k;
   }
-  Tag tag(const detail::OpContext& ctx, size_t part, int phase, size_t c) const {
-    return ctx.tag_base + (part * 2 + static_cast<size_t>(phase)) * max_chunks_ + c;
+  Tag tag(size_t part, int phase, size_t c) const {
+    return (part * 2 + static_cast<size_t>(phase)) * max_chunks_ + c;
   }
   bool is_root(const Part& p) const { return p.node.parent < 0; }
 
-  bool step_chain(detail::OpContext& ctx, Chain& ch) {
+  bool step_chain(const detail::OpContext& ctx, Chain& ch) {
     const Part& part = parts_[ch.part];
     const Range r = sub(part.range, part.chunks, ch.c);
     const size_t bytes = r.size() * a_.elem();
@@ -116,7 +117,7 @@ class TreeOp final : public detail::Operation {
         if (pool_->available() < static_cast<int>(kids.size())) return false;
         for (size_t i = 0; i < kids.size(); ++i) {
           ch.slots[i] = pool_->acquire();
-          ch.recvs[i] = post_recv(ctx, kids[i], pool_->at(ch.slots[i]), bytes, tag(ctx, ch.part, 0, ch.c), pool_->mr());
+          ch.recvs[i] = post_recv(ctx, kids[i], pool_->at(ch.slots[i]), bytes, tag(ch.part, 0, ch.c), pool_->mr());
         }
         ch.phase = Phase::WaitUp;
       }
@@ -158,7 +159,7 @@ class TreeOp final : public detail::Operation {
         if (a_.op == ReduceOp::Avg && bytes) reduce::divide(out, r.size(), a_.type, n_);
         ch.phase = mode_ == TreeMode::AllReduce ? Phase::PostDown : Phase::Drain;
       } else {
-        ch.sends.push_back(PendingSend{post_send(ctx, part.node.parent, acc, bytes, tag(ctx, ch.part, 0, ch.c),
+        ch.sends.push_back(PendingSend{post_send(ctx, part.node.parent, acc, bytes, tag(ch.part, 0, ch.c),
                                                  acc_slot >= 0 ? pool_->mr() : nullptr),
                                        acc_slot});
         ch.phase = mode_ == TreeMode::AllReduce ? Phase::PostDown : Phase::Drain;
@@ -166,7 +167,7 @@ class TreeOp final : public detail::Operation {
       moved = true;
     }
     if (ch.phase == Phase::PostDown) {
-      if (!is_root(part)) ch.down_recv = post_recv(ctx, part.node.parent, out, bytes, tag(ctx, ch.part, 1, ch.c));
+      if (!is_root(part)) ch.down_recv = post_recv(ctx, part.node.parent, out, bytes, tag(ch.part, 1, ch.c));
       ch.phase = Phase::WaitDown;
       moved = true;
     }
@@ -176,7 +177,7 @@ class TreeOp final : public detail::Operation {
         return moved;
       }
       const std::byte* src = (mode_ == TreeMode::Broadcast && is_root(part)) ? in : out;
-      for (int kid : kids) ch.sends.push_back(PendingSend{post_send(ctx, kid, src, bytes, tag(ctx, ch.part, 1, ch.c)), -1});
+      for (int kid : kids) ch.sends.push_back(PendingSend{post_send(ctx, kid, src, bytes, tag(ch.part, 1, ch.c)), -1});
       ch.phase = Phase::Drain;
       moved = true;
     }

@@ -30,10 +30,10 @@ class LocalCopy final : public Operation {
   LocalCopy(const char* name, const void* src, void* dst, size_t bytes)
       : name_(name), src_(src), dst_(dst), bytes_(bytes) {}
   const char* name() const override { return name_; }
-  void start(detail::OpContext&) override {
+  void start(const detail::OpContext&) override {
     if (dst_ && src_ && dst_ != src_ && bytes_) std::memmove(dst_, src_, bytes_);
   }
-  bool advance(detail::OpContext&) override { return true; }
+  detail::Progress advance(const detail::OpContext&) override { return detail::Progress::Done; }
 
  private:
   const char* name_;
@@ -105,30 +105,31 @@ std::unique_ptr<Operation> plan_rooted(const Engine& e, const algo::Args& a, boo
 }
 
 // Device buffers are staged through host memory around the host schedule.
-std::unique_ptr<Operation> with_staging(const char* name, const void* send, size_t send_bytes, void* recv,
+std::unique_ptr<Operation> with_staging(Engine& e, const char* name, const void* send, size_t send_bytes, void* recv,
                                         size_t recv_bytes, detail::HostPlan plan) {
   if (cuda::available() && (cuda::is_device_pointer(send) || cuda::is_device_pointer(recv)))
-    return detail::stage_through_host(name, send, send_bytes, recv, recv_bytes, std::move(plan));
+    return detail::stage_through_host(e.rank(), e.host_scratch(), name, send, send_bytes, recv, recv_bytes,
+                                      std::move(plan));
   return plan(static_cast<const std::byte*>(send), static_cast<std::byte*>(recv));
 }
 
 // Each collective: validate on the calling thread (argument errors never reach the engine),
 // plan, submit; the blocking form waits, driving the engine itself.
 
-std::unique_ptr<Operation> allreduce_op(const Engine& e, const void* send, void* recv, size_t count, DataType type,
+std::unique_ptr<Operation> allreduce_op(Engine& e, const void* send, void* recv, size_t count, DataType type,
                                         ReduceOp op) {
   check_buffers(e, "allreduce", send, recv, count, type);
   size_t bytes = count * size_of(type);
-  return with_staging("allreduce", send, bytes, recv, bytes, [&e, count, type, op](const std::byte* s, std::byte* r) {
+  return with_staging(e, "allreduce", send, bytes, recv, bytes, [&e, count, type, op](const std::byte* s, std::byte* r) {
     return plan_allreduce(e, args_of(s, r, count, type, op));
   });
 }
 
-std::unique_ptr<Operation> reduce_scatter_op(const Engine& e, const void* send, void* recv, size_t count, DataType type,
+std::unique_ptr<Operation> reduce_scatter_op(Engine& e, const void* send, void* recv, size_t count, DataType type,
                                              ReduceOp op) {
   check_buffers(e, "reduce_scatter", send, recv, count, type);
   size_t bytes = count * size_of(type);
-  return with_staging("reduce_scatter", send, bytes * static_cast<size_t>(e.size()), recv, bytes,
+  return with_staging(e, "reduce_scatter", send, bytes * static_cast<size_t>(e.size()), recv, bytes,
                       [&e, count, type, op](const std::byte* s, std::byte* r) -> std::unique_ptr<Operation> {
                         if (e.size() == 1) return std::make_unique<LocalCopy>("reduce_scatter", s, r, count * size_of(type));
                         log_choice(e, "reduce_scatter", count * size_of(type) * static_cast<size_t>(e.size()), [] { return std::string("ring"); });
@@ -137,10 +138,10 @@ std::unique_ptr<Operation> reduce_scatter_op(const Engine& e, const void* send, 
                       });
 }
 
-std::unique_ptr<Operation> allgather_op(const Engine& e, const void* send, void* recv, size_t count, DataType type) {
+std::unique_ptr<Operation> allgather_op(Engine& e, const void* send, void* recv, size_t count, DataType type) {
   check_buffers(e, "allgather", send, recv, count, type);
   size_t bytes = count * size_of(type);
-  return with_staging("allgather", send, bytes, recv, bytes * static_cast<size_t>(e.size()),
+  return with_staging(e, "allgather", send, bytes, recv, bytes * static_cast<size_t>(e.size()),
                       [&e, count, type](const std::byte* s, std::byte* r) -> std::unique_ptr<Operation> {
                         if (e.size() == 1) return std::make_unique<LocalCopy>("allgather", s, r, count * size_of(type));
                         log_choice(e, "allgather", count * size_of(type) * static_cast<size_t>(e.size()), [] { return std::string("ring"); });
@@ -149,7 +150,7 @@ std::unique_ptr<Operation> allgather_op(const Engine& e, const void* send, void*
                       });
 }
 
-std::unique_ptr<Operation> rooted_op(const Engine& e, bool reduce, const void* send, void* recv, size_t count,
+std::unique_ptr<Operation> rooted_op(Engine& e, bool reduce, const void* send, void* recv, size_t count,
                                      DataType type, ReduceOp op, int root) {
   const char* name = reduce ? "reduce" : "broadcast";
   check_root(e, name, root);
@@ -159,7 +160,7 @@ std::unique_ptr<Operation> rooted_op(const Engine& e, bool reduce, const void* s
   if (reduce && !is_root) recv = nullptr;
   if (!reduce && !is_root) send = nullptr;
   size_t bytes = count * size_of(type);
-  return with_staging(name, send, send ? bytes : 0, recv, recv ? bytes : 0,
+  return with_staging(e, name, send, send ? bytes : 0, recv, recv ? bytes : 0,
                       [&e, reduce, count, type, op, root](const std::byte* s, std::byte* r) {
                         return plan_rooted(e, args_of(s, r, count, type, op, root), reduce);
                       });

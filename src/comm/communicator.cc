@@ -12,6 +12,7 @@ namespace ringlink {
 using detail::Engine;
 using detail::Operation;
 using detail::OpContext;
+using detail::Progress;
 using detail::WorkState;
 
 // ---- Work -----------------------------------------------------------------------------------
@@ -52,44 +53,47 @@ namespace {
 
 class PointToPoint final : public Operation {
  public:
-  PointToPoint(bool send, void* buf, size_t bytes, int peer, uint64_t tag)
-      : send_(send), buf_(buf), bytes_(bytes), peer_(peer), tag_(tag) {}
+  PointToPoint(const Engine& e, bool send, void* buf, size_t bytes, int peer, uint64_t tag)
+      : rank_(e.rank()),
+        device_direct_(e.transport_supports(MemoryKind::Cuda)),
+        send_(send),
+        buf_(buf),
+        bytes_(bytes),
+        peer_(peer),
+        tag_(tag) {}
   const char* name() const override { return send_ ? "send" : "recv"; }
   bool is_point_to_point() const override { return true; }
   int waiting_on() const override { return peer_; }
 
-  void start(OpContext& ctx) override {
-    if (peer_ == ctx.rank) {
-      throw InvalidArgumentError(ctx.rank, peer_, name(), "a rank cannot send to or receive from itself");
-    }
+  void start(const OpContext& ctx) override {
     void* wire = buf_;
-    if (bytes_ && cuda::is_device_pointer(buf_) && !ctx.transport->supports(MemoryKind::Cuda)) {
+    if (bytes_ && !device_direct_ && cuda::is_device_pointer(buf_)) {
       // The transport moves host memory: stage through a buffer of this message's own (point-to-
       // point operations run concurrently, so they cannot share the collectives' scratch).
       staged_ = HostBuffer(bytes_);
       wire = staged_.data();
-      if (send_) copy(ctx, [&] { cuda::copy_to_host(wire, buf_, bytes_); });
+      if (send_) copy([&] { cuda::copy_to_host(wire, buf_, bytes_); });
     }
-    Connection& c = ctx.peer(peer_);
-    req_ = send_ ? c.isend(wire, bytes_, nullptr, tag_) : c.irecv(wire, bytes_, nullptr, tag_);
+    req_ = send_ ? ctx.isend(peer_, wire, bytes_, nullptr, tag_) : ctx.irecv(peer_, wire, bytes_, nullptr, tag_);
   }
-  bool advance(OpContext& ctx) override {
-    if (!req_->test()) return false;
-    if (!send_ && staged_.data()) copy(ctx, [&] { cuda::copy_to_device(buf_, staged_.data(), req_->bytes()); });
-    touch();
-    return true;
+  Progress advance(const OpContext&) override {
+    if (!req_->test()) return Progress::Waiting;
+    if (!send_ && staged_.data()) copy([&] { cuda::copy_to_device(buf_, staged_.data(), req_->bytes()); });
+    return Progress::Done;
   }
 
  private:
   template <typename Fn>
-  void copy(const OpContext& ctx, Fn fn) {
+  void copy(Fn fn) {
     try {
       fn();
     } catch (const std::runtime_error& e) {
-      throw TransportError(ctx.rank, peer_, name(), fmt::format("staging a CUDA buffer: {}", e.what()));
+      throw TransportError(rank_, peer_, name(), fmt::format("staging a CUDA buffer: {}", e.what()));
     }
   }
 
+  int rank_;
+  bool device_direct_;
   bool send_;
   void* buf_;
   size_t bytes_;
@@ -134,33 +138,33 @@ const Options& Communicator::options() const { return engine_->options(); }
 std::string Communicator::transport_name() const { return engine_->transport_name(); }
 
 namespace {
-void check_peer(const Engine& e, int peer, uint64_t tag, const char* op) {
+// Checked on the calling thread: argument errors never reach the engine.
+std::unique_ptr<Operation> point_to_point(const Engine& e, bool send, const void* buf, size_t bytes, int peer,
+                                          uint64_t tag) {
+  const char* op = send ? "send" : "recv";
   if (peer < 0 || peer >= e.size())
     throw InvalidArgumentError(e.rank(), peer, op, fmt::format("peer {} is out of range for {} ranks", peer, e.size()));
   if (peer == e.rank()) throw InvalidArgumentError(e.rank(), peer, op, "a rank cannot send to or receive from itself");
   if (tag >= detail::kUserTagLimit)
     throw InvalidArgumentError(e.rank(), peer, op, fmt::format("tag {} is not below 2^39", tag));
+  return std::make_unique<PointToPoint>(e, send, const_cast<void*>(buf), bytes, peer, tag);
 }
 }  // namespace
 
 Work Communicator::isend(const void* buf, size_t bytes, int peer, uint64_t tag) {
-  check_peer(*engine_, peer, tag, "send");
-  return Work(engine_->submit(std::make_unique<PointToPoint>(true, const_cast<void*>(buf), bytes, peer, tag), true));
+  return Work(engine_->submit(point_to_point(*engine_, true, buf, bytes, peer, tag), true));
 }
 
 Work Communicator::irecv(void* buf, size_t bytes, int peer, uint64_t tag) {
-  check_peer(*engine_, peer, tag, "recv");
-  return Work(engine_->submit(std::make_unique<PointToPoint>(false, buf, bytes, peer, tag), true));
+  return Work(engine_->submit(point_to_point(*engine_, false, buf, bytes, peer, tag), true));
 }
 
 void Communicator::send(const void* buf, size_t bytes, int peer, uint64_t tag) {
-  check_peer(*engine_, peer, tag, "send");
-  Work(engine_->submit(std::make_unique<PointToPoint>(true, const_cast<void*>(buf), bytes, peer, tag), false)).wait();
+  Work(engine_->submit(point_to_point(*engine_, true, buf, bytes, peer, tag), false)).wait();
 }
 
 void Communicator::recv(void* buf, size_t bytes, int peer, uint64_t tag) {
-  check_peer(*engine_, peer, tag, "recv");
-  Work(engine_->submit(std::make_unique<PointToPoint>(false, buf, bytes, peer, tag), false)).wait();
+  Work(engine_->submit(point_to_point(*engine_, false, buf, bytes, peer, tag), false)).wait();
 }
 
 }  // namespace ringlink

@@ -13,8 +13,11 @@ namespace {
 
 class Staged final : public Operation {
  public:
-  Staged(const char* name, const void* send, size_t send_bytes, void* recv, size_t recv_bytes, HostPlan plan)
-      : name_(name),
+  Staged(int rank, HostScratch& scratch, const char* name, const void* send, size_t send_bytes, void* recv,
+         size_t recv_bytes, HostPlan plan)
+      : rank_(rank),
+        scratch_(scratch),
+        name_(name),
         send_(static_cast<const std::byte*>(send)),
         recv_(static_cast<std::byte*>(recv)),
         send_bytes_(send_bytes),
@@ -26,7 +29,7 @@ class Staged final : public Operation {
   const char* name() const override { return name_; }
   int waiting_on() const override { return inner_ ? inner_->waiting_on() : -1; }
 
-  void start(OpContext& ctx) override {
+  void start(const OpContext& ctx) override {
     const std::byte* host_send = send_;
     std::byte* host_recv = recv_;
     try {
@@ -36,12 +39,12 @@ class Staged final : public Operation {
         // In place: one host image of the union, same relative layout.
         uintptr_t base = std::min(lo(send_), lo(recv_));
         size_t span = std::max(lo(send_) + send_bytes_, lo(recv_) + recv_bytes_) - base;
-        std::byte* host = ctx.scratch->ensure(span);
+        std::byte* host = scratch_.ensure(span);
         cuda::copy_to_host(host, reinterpret_cast<const void*>(base), span);
         host_send = host + (lo(send_) - base);
         host_recv = host + (lo(recv_) - base);
       } else {
-        std::byte* host = ctx.scratch->ensure((send_dev_ ? send_bytes_ : 0) + (recv_dev_ ? recv_bytes_ : 0));
+        std::byte* host = scratch_.ensure((send_dev_ ? send_bytes_ : 0) + (recv_dev_ ? recv_bytes_ : 0));
         if (send_dev_) {
           cuda::copy_to_host(host, send_, send_bytes_);
           host_send = host;
@@ -50,29 +53,29 @@ class Staged final : public Operation {
         if (recv_dev_) host_recv = host;
       }
     } catch (const std::runtime_error& e) {
-      throw TransportError(ctx.rank, -1, name_, fmt::format("staging a CUDA buffer through host memory: {}", e.what()));
+      throw TransportError(rank_, -1, name_, fmt::format("staging a CUDA buffer through host memory: {}", e.what()));
     }
     host_recv_ = host_recv;
     inner_ = plan_(host_send, host_recv);
-    inner_->touch();
     inner_->start(ctx);
   }
 
-  bool advance(OpContext& ctx) override {
-    bool finished = inner_->advance(ctx);
-    last_activity = std::max(last_activity, inner_->last_activity);
-    if (!finished) return false;
+  Progress advance(const OpContext& ctx) override {
+    Progress p = inner_->advance(ctx);
+    if (p != Progress::Done) return p;
     if (recv_dev_) {
       try {
         cuda::copy_to_device(recv_, host_recv_, recv_bytes_);
       } catch (const std::runtime_error& e) {
-        throw TransportError(ctx.rank, -1, name_, fmt::format("copying the result to the GPU: {}", e.what()));
+        throw TransportError(rank_, -1, name_, fmt::format("copying the result to the GPU: {}", e.what()));
       }
     }
-    return true;
+    return Progress::Done;
   }
 
  private:
+  int rank_;
+  HostScratch& scratch_;
   const char* name_;
   const std::byte* send_;
   std::byte* recv_;
@@ -85,9 +88,9 @@ class Staged final : public Operation {
 
 }  // namespace
 
-std::unique_ptr<Operation> stage_through_host(const char* name, const void* send, size_t send_bytes, void* recv,
-                                              size_t recv_bytes, HostPlan plan) {
-  return std::make_unique<Staged>(name, send, send_bytes, recv, recv_bytes, std::move(plan));
+std::unique_ptr<Operation> stage_through_host(int rank, HostScratch& scratch, const char* name, const void* send,
+                                              size_t send_bytes, void* recv, size_t recv_bytes, HostPlan plan) {
+  return std::make_unique<Staged>(rank, scratch, name, send, send_bytes, recv, recv_bytes, std::move(plan));
 }
 
 }  // namespace ringlink::detail

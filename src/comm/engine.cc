@@ -253,7 +253,8 @@ void Engine::fail_everything(std::exception_ptr error) {
 
 bool Engine::step() {
   bool moved = transport_ ? transport_->progress() : false;
-  OpContext ctx{options_.rank, options_.world_size, options_, transport_.get(), connections_, 0, pool_.get(), &scratch_};
+  // Point-to-point operations use the user's tags as they are.
+  const OpContext p2p_ctx(connections_, 0, *pool_);
 
   if (submitted_count_.load(std::memory_order_acquire) > 0) {
     std::vector<std::shared_ptr<WorkState>> batch;
@@ -268,8 +269,8 @@ bool Engine::step() {
         complete(w, broken_);
       } else if (w->op->is_point_to_point()) {
         try {
-          w->op->touch();
-          w->op->start(ctx);
+          w->op->start(p2p_ctx);
+          w->last_progress = Clock::now();
           p2p_.push_back(w);
         } catch (...) {
           complete(w, std::current_exception());  // bad arguments fail this work only
@@ -295,18 +296,16 @@ bool Engine::step() {
   }
   if (p2p_.empty() && collectives_.empty()) return moved;
 
-  auto now = Clock::now();
-  auto check_silence = [&](Operation& op) {
-    if (now - op.last_activity > options_.timeout) raise_silence(op);
-  };
+  const auto now = Clock::now();
   try {
     for (size_t i = 0; i < p2p_.size();) {
       auto& w = p2p_[i];
       std::exception_ptr own_error;
       bool done = false;
       try {
-        done = w->op->advance(ctx);
-        if (!done) check_silence(*w->op);
+        Progress p = w->op->advance(p2p_ctx);
+        done = p == Progress::Done;
+        if (!done) watch_silence(*w, p, now);
       } catch (const Error& e) {
         // A message that does not fit fails that receive only; the connection is intact.
         if (e.kind() != ErrorKind::Mismatch && e.kind() != ErrorKind::InvalidArgument) throw;
@@ -324,13 +323,17 @@ bool Engine::step() {
     // Collectives run one at a time in issue order; each owns a block of tags by sequence number.
     while (!collectives_.empty()) {
       auto& w = collectives_.front();
-      ctx.tag_base = kUserTagLimit | ((w->collective_seq & ((Tag{1} << (39 - kOpTagBits)) - 1)) << kOpTagBits);
-      if (w->op->last_activity == Clock::time_point{}) {
-        w->op->touch();
-        w->op->start(ctx);
+      const Tag tag_base =
+          kUserTagLimit | ((w->collective_seq & ((Tag{1} << (39 - kOpTagBits)) - 1)) << kOpTagBits);
+      const OpContext ctx(connections_, tag_base, *pool_);
+      if (!w->started) {
+        w->started = true;
+        w->op->start(ctx);  // its local copies are not silence
+        w->last_progress = Clock::now();
       }
-      if (!w->op->advance(ctx)) {
-        check_silence(*w->op);
+      Progress p = w->op->advance(ctx);
+      if (p != Progress::Done) {
+        watch_silence(*w, p, now);
         break;
       }
       complete(w, nullptr);
@@ -350,6 +353,13 @@ bool Engine::step() {
     moved = true;
   }
   return moved;
+}
+
+void Engine::watch_silence(WorkState& w, Progress p, Clock::time_point now) {
+  if (p == Progress::Moved)
+    w.last_progress = Clock::now();
+  else if (now - w.last_progress > options_.timeout)
+    raise_silence(*w.op);
 }
 
 void Engine::raise_silence(Operation& op) {

@@ -8,7 +8,6 @@
 // 1 ms), not by waking it: callers often wait again at once.
 #pragma once
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -19,11 +18,12 @@
 #include <thread>
 #include <vector>
 
-#include "algorithms/common.h"
 #include "algorithms/select.h"
+#include "algorithms/staging_pool.h"
 #include "bootstrap/store.h"
-#include "common/host_buffer.h"
+#include "comm/host_scratch.h"
 #include "comm/operation.h"
+#include "common/host_buffer.h"
 #include "ringlink/communicator.h"
 #include "transport.h"
 
@@ -33,24 +33,14 @@ struct WorkState {
   enum : int { Pending = 0, Done = 1, Failed = 2 };
   std::atomic<int> status{Pending};
   std::exception_ptr error;  // set before status becomes Failed
-  std::unique_ptr<Operation> op;
-  std::shared_ptr<Engine> engine;  // cleared on completion
+  std::unique_ptr<Operation> op;  // released on completion
+  std::shared_ptr<Engine> engine;  // what Work::wait and Work::test drive; kept for the Work's lifetime
   uint64_t seq = 0;             // submission number (every operation), for messages
   uint64_t collective_seq = 0;  // number among the collectives: the same on every rank
   Clock::time_point submitted{};
-};
-
-// Grows by doubling (to 2 MiB multiples) and keeps its memory: staging the same tensors call
-// after call touches no new pages.
-class GrowingScratch final : public HostScratch {
- public:
-  std::byte* ensure(size_t bytes) override {
-    if (bytes > buffer_.size()) buffer_ = HostBuffer(std::max(bytes, 2 * buffer_.size()));
-    return buffer_.as<std::byte>();
-  }
-
- private:
-  HostBuffer buffer_;
+  // Driver only: whether op->start() ran, and when the operation last moved (silence deadline).
+  bool started = false;
+  Clock::time_point last_progress{};
 };
 
 class Engine : public std::enable_shared_from_this<Engine> {
@@ -72,7 +62,10 @@ class Engine : public std::enable_shared_from_this<Engine> {
   int size() const { return options_.world_size; }
   const Options& options() const { return options_; }
   std::string transport_name() const;
-  Transport* transport() { return transport_.get(); }
+  // Whether the transport takes memory of this kind directly (false when there is none).
+  bool transport_supports(MemoryKind kind) const { return transport_ && transport_->supports(kind); }
+  // Host images of device buffers, for operations to use while they run (driver thread only).
+  HostScratch& host_scratch() { return scratch_; }
 
   // Agreed by every rank at creation (rank 0's values win), so all ranks plan alike.
   size_t chunk_bytes() const { return chunk_bytes_; }
@@ -99,6 +92,8 @@ class Engine : public std::enable_shared_from_this<Engine> {
 
   // One round: transport progress, admit submitted work, advance active operations.
   bool step();
+  // Restarts the silence clock of work that moved; fails work silent for longer than the timeout.
+  void watch_silence(WorkState& w, Progress p, Clock::time_point now);
   [[noreturn]] void raise_silence(Operation& op);
   template <typename Pred>
   void drive_until(Pred done, Deadline deadline);
@@ -124,7 +119,7 @@ class Engine : public std::enable_shared_from_this<Engine> {
   HostBuffer staging_;
   std::shared_ptr<MemoryRegion> staging_mr_;
   std::unique_ptr<algo::StagingPool> pool_;
-  GrowingScratch scratch_;
+  HostScratch scratch_;
 
   // Submission queue (any thread) -> active lists (driver only).
   std::mutex queue_mu_;

@@ -2,9 +2,8 @@
 #pragma once
 
 #include <memory>
-#include <vector>
+#include <span>
 
-#include "common/clock.h"
 #include "transport.h"
 
 namespace ringlink::algo {
@@ -13,32 +12,44 @@ class StagingPool;
 
 namespace ringlink::detail {
 
-// Host memory for staging device buffers; grows on demand and is reused (collectives run one
-// at a time, so one buffer serves them all).
-class HostScratch {
- public:
-  virtual ~HostScratch() = default;
-  virtual std::byte* ensure(size_t bytes) = 0;
-};
-
-// What an operation may use while it runs (only on the thread driving the engine).
-struct OpContext {
-  int rank;
-  int size;
-  const Options& options;
-  Transport* transport;  // null when size == 1
-  std::vector<std::unique_ptr<Connection>>& connections;
-  Tag tag_base;  // unique to this operation; add the operation's own step numbers below 2^kOpTagBits
-  algo::StagingPool* staging;  // the communicator's staging slots (collectives run one at a time)
-  HostScratch* scratch;        // host copies of device buffers
-
-  Connection& peer(int p) const { return *connections[static_cast<size_t>(p)]; }
-};
-
 // Tags: user point-to-point tags live below 2^39; the engine gives every collective a block of
 // 2^kOpTagBits tags above that, numbered by the operation's sequence number.
 inline constexpr int kOpTagBits = 20;
 inline constexpr Tag kUserTagLimit = Tag{1} << 39;
+
+// What an operation may use while it runs, only on the thread driving the engine: messages to
+// its peers, tagged within the operation's own block of tags, and the staging slots.
+class OpContext {
+ public:
+  OpContext(std::span<const std::unique_ptr<Connection>> connections, Tag tag_base, algo::StagingPool& staging)
+      : connections_(connections), tag_base_(tag_base), staging_(staging) {}
+
+  // `tag` numbers the message within the operation: below 2^kOpTagBits for a collective, the
+  // user's tag for point-to-point (whose block starts at 0).
+  std::unique_ptr<Request> isend(int peer, const void* buf, size_t bytes, MemoryRegion* mr, Tag tag) const {
+    return connection(peer).isend(buf, bytes, mr, tag_base_ + tag);
+  }
+  std::unique_ptr<Request> irecv(int peer, void* buf, size_t bytes, MemoryRegion* mr, Tag tag) const {
+    return connection(peer).irecv(buf, bytes, mr, tag_base_ + tag);
+  }
+  // The communicator's staging slots (collectives run one at a time, so one pool serves them).
+  algo::StagingPool& staging() const { return staging_; }
+
+ private:
+  Connection& connection(int peer) const { return *connections_[static_cast<size_t>(peer)]; }
+
+  std::span<const std::unique_ptr<Connection>> connections_;  // by peer (none at the own rank)
+  Tag tag_base_;
+  algo::StagingPool& staging_;
+};
+
+// What one advance() achieved. The engine fails an operation that stays at Waiting for longer
+// than Options::timeout (the silence deadline) and restarts that clock whenever it Moved.
+enum class Progress {
+  Waiting,  // nothing completed, was posted or was combined
+  Moved,
+  Done,
+};
 
 class Operation {
  public:
@@ -48,16 +59,11 @@ class Operation {
   // one after another in issue order.
   virtual bool is_point_to_point() const { return false; }
   // Called once when the operation becomes active.
-  virtual void start(OpContext& ctx) = 0;
-  // Advances without blocking; true when done. Throws ringlink::Error on failure.
-  virtual bool advance(OpContext& ctx) = 0;
+  virtual void start(const OpContext& ctx) = 0;
+  // Advances without blocking. Throws ringlink::Error on failure.
+  virtual Progress advance(const OpContext& ctx) = 0;
   // The peer the operation is waiting for (named when the silence deadline passes), or -1.
   virtual int waiting_on() const { return -1; }
-
-  // Last time a request of this operation completed; the engine fails the operation when a
-  // peer stays silent longer than Options::timeout.
-  Clock::time_point last_activity{};
-  void touch() { last_activity = Clock::now(); }
 };
 
 }  // namespace ringlink::detail
