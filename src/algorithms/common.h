@@ -44,12 +44,6 @@ inline Range sub(Range r, size_t parts, size_t i) {
 
 inline int mod(int a, int n) { return ((a % n) + n) % n; }
 
-// An in-flight send, with the staging slot to give back when it completes (-1: none).
-struct PendingSend {
-  std::unique_ptr<Request> req;
-  int slot = -1;
-};
-
 // Posting helpers that skip empty messages: both sides compute the same lengths, so a 0-element
 // chunk is simply not sent.
 inline std::unique_ptr<Request> post_send(const detail::OpContext& ctx, int peer, const void* p, size_t bytes,

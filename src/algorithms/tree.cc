@@ -1,10 +1,15 @@
+// Each tree's data is cut into chunks; chunk c of tree t is chain (t, c) of the chain pipeline.
+// A chain reduces its chunk up the tree (receive every child's partial into a slot, combine
+// them with the local contribution in child order, send the result to the parent) and, in an
+// allreduce or broadcast, carries the finished chunk back down (receive it from the parent in
+// place, send it to every child).
 #include "algorithms/tree.h"
 
 #include <algorithm>
 #include <cstring>
-#include <deque>
+#include <stdexcept>
 
-#include "reduce/reduce.h"
+#include "algorithms/chain_pipeline.h"
 
 namespace ringlink::algo {
 namespace {
@@ -18,7 +23,7 @@ struct Part {
 class TreeOp final : public detail::Operation {
  public:
   TreeOp(TreeMode mode, Args args, int rank, int size, std::vector<Part> parts, size_t chunk_bytes, int depth)
-      : mode_(mode), a_(args), rank_(rank), n_(size), parts_(std::move(parts)), depth_(depth) {
+      : mode_(mode), a_(args), rank_(rank), parts_(std::move(parts)), depth_(depth), pipeline_(args.type, args.op, size) {
     size_t chunk_elems = std::max<size_t>(1, chunk_bytes / a_.elem());
     size_t tag_space = size_t{1} << detail::kOpTagBits;
     for (auto& p : parts_) {
@@ -36,179 +41,114 @@ class TreeOp final : public detail::Operation {
     }
     return "tree";
   }
-  int waiting_on() const override { return waiting_on_; }
+  int waiting_on() const override { return pipeline_.waiting_on(); }
 
   void start(const detail::OpContext& ctx) override {
-    pool_ = &ctx.staging();
-    // A chain holds at most two slots (one per child).
-    depth_ = std::max(1, std::min(depth_, pool_->available() / (2 * static_cast<int>(parts_.size()))));
     if (mode_ == TreeMode::Broadcast && rank_ == a_.root && a_.recv != a_.send && a_.count)
       std::memcpy(a_.recv, a_.send, a_.count * a_.elem());
-    for (size_t p = 0; p < parts_.size(); ++p) next_chunk_.push_back(0);
-    total_chains_ = 0;
-    for (auto& p : parts_) total_chains_ += p.range.size() ? p.chunks : 0;
+    std::vector<size_t> chains;
+    for (auto& p : parts_) chains.push_back(p.range.size() ? p.chunks : 0);
+    // A chain holds at most two slots (one per child).
+    pipeline_.start(ctx.staging(), std::move(chains), depth_, 2);
   }
 
   detail::Progress advance(const detail::OpContext& ctx) override {
-    bool moved = true, any = false;
-    while (moved) {
-      moved = false;
-      for (size_t p = 0; p < parts_.size(); ++p) {
-        if (parts_[p].range.size() == 0) continue;
-        while (active_in_part(p) < depth_ && next_chunk_[p] < parts_[p].chunks) {
-          active_.emplace_back(p, next_chunk_[p]++);
-          moved = true;
-        }
-      }
-      for (auto it = active_.begin(); it != active_.end();) {
-        if (step_chain(ctx, *it)) moved = true;
-        if (it->finished) {
-          it = active_.erase(it);
-          ++chains_done_;
-          moved = true;
-        } else {
-          ++it;
-        }
-      }
-      any = any || moved;
-    }
-    if (chains_done_ == total_chains_) return detail::Progress::Done;
-    return any ? detail::Progress::Moved : detail::Progress::Waiting;
+    return pipeline_.advance(ctx, [this](ChainPipeline::Chain& ch) { return step(ch); });
   }
 
  private:
-  enum class Phase { PostUp, WaitUp, PostDown, WaitDown, Drain };
-  struct Chain {
-    Chain(size_t p, size_t chunk) : part(p), c(chunk) {}
-    size_t part;
-    size_t c;
-    Phase phase = Phase::PostUp;
-    std::unique_ptr<Request> recvs[2];
-    int slots[2] = {-1, -1};
-    std::unique_ptr<Request> down_recv;
-    std::deque<PendingSend> sends;
-    bool finished = false;
-  };
+  // A chain's stages.
+  enum Stage : int { Up, WaitUp, Down, WaitDown };
 
-  int active_in_part(size_t p) const {
-    int k = 0;
-    for (auto& ch : active_) k += ch.part == p;
-    return k;
+  Tag tag(size_t part, int direction, size_t c) const {
+    return (part * 2 + static_cast<size_t>(direction)) * max_chunks_ + c;
   }
-  Tag tag(size_t part, int phase, size_t c) const {
-    return (part * 2 + static_cast<size_t>(phase)) * max_chunks_ + c;
-  }
-  bool is_root(const Part& p) const { return p.node.parent < 0; }
+  static bool is_root(const Part& p) { return p.node.parent < 0; }
 
-  bool step_chain(const detail::OpContext& ctx, Chain& ch) {
-    const Part& part = parts_[ch.part];
-    const Range r = sub(part.range, part.chunks, ch.c);
-    const size_t bytes = r.size() * a_.elem();
+  // Returns whether anything moved.
+  bool step(ChainPipeline::Chain& ch) {
+    const size_t p = static_cast<size_t>(ch.group()), c = ch.index();
+    const Part& part = parts_[p];
+    const Range r = sub(part.range, part.chunks, c);
+    const size_t count = r.size();
     const std::byte* in = a_.send ? a_.send + r.begin * a_.elem() : nullptr;
     std::byte* out = a_.recv ? a_.recv + r.begin * a_.elem() : nullptr;
     const auto& kids = part.node.children;
     bool moved = false;
 
-    if (ch.phase == Phase::PostUp) {
+    if (ch.stage == Up) {
       if (mode_ == TreeMode::Broadcast) {
-        ch.phase = Phase::PostDown;
+        ch.stage = Down;
       } else {
-        // One slot per child, all or nothing.
-        if (pool_->available() < static_cast<int>(kids.size())) return false;
-        for (size_t i = 0; i < kids.size(); ++i) {
-          ch.slots[i] = pool_->acquire();
-          ch.recvs[i] = post_recv(ctx, kids[i], pool_->at(ch.slots[i]), bytes, tag(ch.part, 0, ch.c), pool_->mr());
-        }
-        ch.phase = Phase::WaitUp;
+        if (!pipeline_.receive_to_combine(ch, kids, tag(p, 0, c), count)) return false;  // no slots free
+        ch.stage = WaitUp;
       }
       moved = true;
     }
-    if (ch.phase == Phase::WaitUp) {
-      for (size_t i = 0; i < kids.size(); ++i) {
-        if (!done(ch.recvs[i])) {
-          waiting_on_ = kids[i];
-          return moved;
-        }
-      }
-      // Combine in child order (a fixed order: every run reduces identically).
-      const std::byte* acc = in;
-      int acc_slot = -1;
-      std::byte* dst = nullptr;
-      if (!kids.empty()) {
-        if (mode_ == TreeMode::AllReduce || is_root(part)) {
-          dst = out;  // allreduce keeps partials in the output; reduce's root writes its result
-        } else {
-          dst = pool_->at(ch.slots[0]);  // reduce, interior: the partial lives in a slot
-          acc_slot = ch.slots[0];
-          ch.slots[0] = -1;
-        }
-        for (size_t i = 0; i < kids.size(); ++i) {
-          if (bytes) reduce::combine(dst, acc, pool_->at(ch.slots[i] >= 0 ? ch.slots[i] : acc_slot), r.size(), a_.type,
-                                     a_.op);
-          acc = dst;
-        }
-        for (size_t i = 0; i < kids.size(); ++i) {
-          pool_->release(ch.slots[i]);
-          ch.slots[i] = -1;
-        }
-      } else if (is_root(part) && out != in && bytes) {
-        std::memcpy(out, in, bytes);  // a lone root (n == 1)
-        acc = out;
-      }
-      if (is_root(part)) {
-        if (a_.op == ReduceOp::Avg && bytes) reduce::divide(out, r.size(), a_.type, n_);
-        ch.phase = mode_ == TreeMode::AllReduce ? Phase::PostDown : Phase::Drain;
+    if (ch.stage == WaitUp) {
+      if (!pipeline_.arrived(ch)) return moved;
+      std::span<const ChunkBuffer> partials = pipeline_.take(ch);
+      if (partials.empty()) {
+        pipeline_.send(ch, part.node.parent, tag(p, 0, c), in, count);  // a leaf
       } else {
-        ch.sends.push_back(PendingSend{post_send(ctx, part.node.parent, acc, bytes, tag(ch.part, 0, ch.c),
-                                                 acc_slot >= 0 ? pool_->mr() : nullptr),
-                                       acc_slot});
-        ch.phase = mode_ == TreeMode::AllReduce ? Phase::PostDown : Phase::Drain;
+        // Combine in child order (a fixed order: every run reduces identically). Allreduce keeps
+        // the partial in the output, and reduce's root writes its result there; an interior node
+        // of a reduce keeps it in the first child's slot.
+        ChunkBuffer acc = (mode_ == TreeMode::AllReduce || is_root(part)) ? ChunkBuffer{out} : partials[0];
+        const std::byte* local = in;
+        for (const ChunkBuffer& partial : partials) {
+          pipeline_.combine(acc.data, local, partial, count);
+          local = acc.data;
+        }
+        for (ChunkBuffer partial : partials)
+          if (partial.slot != acc.slot) pipeline_.release(partial);
+        if (is_root(part))
+          pipeline_.finish_reduction(out, count);
+        else
+          pipeline_.send(ch, part.node.parent, tag(p, 0, c), acc, count);
+      }
+      if (mode_ == TreeMode::AllReduce) {
+        ch.stage = Down;
+      } else {
+        pipeline_.close(ch);
+        return true;
       }
       moved = true;
     }
-    if (ch.phase == Phase::PostDown) {
-      if (!is_root(part)) ch.down_recv = post_recv(ctx, part.node.parent, out, bytes, tag(ch.part, 1, ch.c));
-      ch.phase = Phase::WaitDown;
+    if (ch.stage == Down) {
+      if (!is_root(part)) pipeline_.receive_into(ch, part.node.parent, tag(p, 1, c), out, count);
+      ch.stage = WaitDown;
       moved = true;
     }
-    if (ch.phase == Phase::WaitDown) {
-      if (!done(ch.down_recv)) {
-        waiting_on_ = part.node.parent;
-        return moved;
-      }
+    if (ch.stage == WaitDown) {
+      if (!pipeline_.arrived(ch)) return moved;
+      pipeline_.take(ch);
       const std::byte* src = (mode_ == TreeMode::Broadcast && is_root(part)) ? in : out;
-      for (int kid : kids) ch.sends.push_back(PendingSend{post_send(ctx, kid, src, bytes, tag(ch.part, 1, ch.c)), -1});
-      ch.phase = Phase::Drain;
+      for (int kid : kids) pipeline_.send(ch, kid, tag(p, 1, c), src, count);
+      pipeline_.close(ch);
       moved = true;
-    }
-    if (ch.phase == Phase::Drain) {
-      while (!ch.sends.empty() && done(ch.sends.front().req)) {
-        pool_->release(ch.sends.front().slot);
-        ch.sends.pop_front();
-        moved = true;
-      }
-      if (ch.sends.empty()) ch.finished = true;
     }
     return moved;
   }
 
   TreeMode mode_;
   Args a_;
-  int rank_, n_;
+  int rank_;
   std::vector<Part> parts_;
   int depth_;
   size_t max_chunks_ = 1;
-  std::vector<size_t> next_chunk_;
-  size_t chains_done_ = 0, total_chains_ = 0;
-  StagingPool* pool_ = nullptr;
-  std::deque<Chain> active_;
-  int waiting_on_ = -1;
+  ChainPipeline pipeline_;
 };
+
+void require_two_ranks(int size) {
+  if (size < 2) throw std::invalid_argument("a tree schedule needs two ranks or more");
+}
 
 }  // namespace
 
 std::unique_ptr<detail::Operation> make_tree_allreduce(const Args& args, int rank, int size, size_t chunk_bytes,
                                                        int depth) {
+  require_two_ranks(size);
   std::vector<Part> parts;
   for (int t = 0; t < 2; ++t) parts.push_back(Part{double_tree_node(size, rank, t), split(args.count, 2, t)});
   return std::make_unique<TreeOp>(TreeMode::AllReduce, args, rank, size, std::move(parts), chunk_bytes, depth);
@@ -216,12 +156,14 @@ std::unique_ptr<detail::Operation> make_tree_allreduce(const Args& args, int ran
 
 std::unique_ptr<detail::Operation> make_tree_reduce(const Args& args, int rank, int size, TreeShape shape,
                                                     size_t chunk_bytes, int depth) {
+  require_two_ranks(size);
   std::vector<Part> parts{Part{rooted_tree_node(shape, size, rank, args.root), Range{0, args.count}}};
   return std::make_unique<TreeOp>(TreeMode::Reduce, args, rank, size, std::move(parts), chunk_bytes, depth);
 }
 
 std::unique_ptr<detail::Operation> make_tree_broadcast(const Args& args, int rank, int size, TreeShape shape,
                                                        size_t chunk_bytes, int depth) {
+  require_two_ranks(size);
   std::vector<Part> parts{Part{rooted_tree_node(shape, size, rank, args.root), Range{0, args.count}}};
   return std::make_unique<TreeOp>(TreeMode::Broadcast, args, rank, size, std::move(parts), chunk_bytes, depth);
 }

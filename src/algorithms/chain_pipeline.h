@@ -1,0 +1,154 @@
+// The chunk pipeline of the ring and tree schedules, and the one place where a chunk's data
+// path lives.
+//
+// A schedule cuts its data into chunks; each chunk forms a chain of steps that travels
+// independently of the other chunks, so that while one chain's chunk is being reduced others
+// are on the wire. Chains come in groups (the ring has one, the double binary tree one per
+// tree); at most `depth` chains of a group are active at once, which bounds the staging slots in
+// use. The schedule decides what a chain does next (its step function); the pipeline admits
+// chains, retires their sends and ends them, and moves the chunks' bytes: a receive into a
+// staging slot or into place, the combination with local data, the send onward.
+//
+// Schedules touch a chunk's bytes only through receive_to_combine, receive_into, combine,
+// finish_reduction and send, in elements: another data path (device memory through pinned host
+// slots, a compressed wire format, reducing from a peer's mapped memory) changes those and not
+// the schedules.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "algorithms/common.h"
+
+namespace ringlink::algo {
+
+// A chunk's bytes: in a staging slot its chain holds, or in the caller's buffers (slot -1).
+struct ChunkBuffer {
+  std::byte* data = nullptr;
+  int slot = -1;
+};
+
+class ChainPipeline {
+ public:
+  // The most receives one stage of a chain waits for (a tree node's children).
+  static constexpr size_t kMaxReceives = 2;
+
+  class Chain {
+   public:
+    Chain(int group, size_t index) : group_(group), index_(index) {}
+    int group() const { return group_; }      // which group of chains (tree: which of the trees)
+    size_t index() const { return index_; }   // which chunk of the group
+    int stage = 0;                            // the schedule's position in the chain, 0 when admitted
+
+   private:
+    friend class ChainPipeline;
+    // An in-flight send, with the staging slot to give back when it completes (-1: none).
+    struct PendingSend {
+      std::unique_ptr<Request> req;
+      int slot = -1;
+    };
+    int group_;
+    size_t index_;
+    std::array<std::unique_ptr<Request>, kMaxReceives> recvs;
+    std::array<int, kMaxReceives> recv_peers{};
+    std::array<ChunkBuffer, kMaxReceives> landed;  // where each receive puts its data
+    size_t receives = 0;                            // posted and not yet taken
+    std::deque<PendingSend> sends;                  // complete in order, each giving back its slot
+    bool closed = false;
+  };
+
+  // What combine() and finish_reduction() compute.
+  ChainPipeline(DataType type, ReduceOp op, int ranks) : type_(type), op_(op), ranks_(ranks) {}
+
+  // Before the first advance: chains[g] chains in group g, at most `depth` active per group,
+  // each holding up to `slots_per_chain` staging slots at once (depth shrinks to fit the pool).
+  void start(StagingPool& pool, std::vector<size_t> chains, int depth, int slots_per_chain);
+
+  // Admits chains and calls step(chain) -> bool (whether it moved anything) for every active
+  // chain until nothing moves. A chain ends when the schedule has closed it and its sends are
+  // out.
+  template <typename Step>
+  detail::Progress advance(const detail::OpContext& ctx, Step&& step) {
+    ctx_ = &ctx;
+    bool any = false;
+    for (bool moved = true; moved; any = any || moved) {
+      moved = admit();
+      for (auto it = active_.begin(); it != active_.end();) {
+        if (retire_sends(*it)) moved = true;
+        if (!it->closed && step(*it)) moved = true;
+        if (it->closed && it->sends.empty()) {
+          --active_in_group_[static_cast<size_t>(it->group())];
+          ++finished_;
+          it = active_.erase(it);
+          moved = true;
+        } else {
+          ++it;
+        }
+      }
+    }
+    ctx_ = nullptr;
+    if (finished_ == total_) return detail::Progress::Done;
+    return any ? detail::Progress::Moved : detail::Progress::Waiting;
+  }
+
+  // ---- The data path, for step functions. Counts are elements, tags the schedule's own.
+
+  // Receives `count` elements from each of `peers` into a staging slot apiece, to be combined.
+  // All or nothing: false, with nothing posted, while too few slots are free.
+  bool receive_to_combine(Chain& ch, std::span<const int> peers, Tag tag, size_t count);
+  bool receive_to_combine(Chain& ch, int peer, Tag tag, size_t count) {
+    return receive_to_combine(ch, std::span<const int>(&peer, 1), tag, count);
+  }
+  // Receives `count` elements from `peer` straight into `dst` (data that only moves on).
+  void receive_into(Chain& ch, int peer, Tag tag, std::byte* dst, size_t count);
+  // Whether receives are posted that take() has not collected.
+  bool receiving(const Chain& ch) const { return ch.receives > 0; }
+  // Whether everything posted since the last take() has arrived; notes whom the chain waits on.
+  bool arrived(Chain& ch);
+  // After arrived(): where the data landed, in posting order. Their slots are the schedule's now
+  // (to combine into, send on or release); the chain may post receives again, which ends the
+  // returned view.
+  std::span<const ChunkBuffer> take(Chain& ch);
+
+  // dst = local (op) received, element by element; dst may be `local` or the received slot.
+  void combine(std::byte* dst, const std::byte* local, const ChunkBuffer& received, size_t count) const;
+  // The chunk's reduction over all ranks is complete in `dst`: avg divides by the rank count.
+  void finish_reduction(std::byte* dst, size_t count) const;
+
+  // Sends `count` elements of `src` to `peer`; a slot src is in goes back once the send is out.
+  void send(Chain& ch, int peer, Tag tag, ChunkBuffer src, size_t count);
+  void send(Chain& ch, int peer, Tag tag, const std::byte* caller_memory, size_t count);
+  // Gives back a slot the schedule holds (nothing for the caller's memory).
+  void release(ChunkBuffer& buffer);
+
+  // The schedule has posted everything for this chain: it ends once its sends are out.
+  void close(Chain& ch) { ch.closed = true; }
+
+  // The peer of the last receive found still outstanding, or -1.
+  int waiting_on() const { return waiting_on_; }
+
+ private:
+  bool admit();
+  bool retire_sends(Chain& ch);
+  static void check_room(const Chain& ch, size_t receives);
+  size_t bytes(size_t count) const { return count * size_of(type_); }
+
+  DataType type_;
+  ReduceOp op_;
+  int ranks_;
+  StagingPool* pool_ = nullptr;
+  const detail::OpContext* ctx_ = nullptr;  // during advance()
+  std::vector<size_t> chains_;              // per group
+  std::vector<size_t> next_chain_;          // per group: the next to admit
+  std::vector<int> active_in_group_;
+  int depth_ = 1;
+  size_t total_ = 0, finished_ = 0;
+  std::deque<Chain> active_;
+  int waiting_on_ = -1;
+};
+
+}  // namespace ringlink::algo
