@@ -6,11 +6,11 @@
 #include <fmt/format.h>
 
 #include "algorithms/barrier.h"
-#include "algorithms/common.h"
 #include "algorithms/recursive_doubling.h"
 #include "algorithms/ring.h"
 #include "algorithms/select.h"
 #include "algorithms/tree.h"
+#include "algorithms/tree_topology.h"
 #include "comm/cuda_staging.h"
 #include "comm/engine.h"
 #include "common/cuda_driver.h"
@@ -21,6 +21,7 @@ namespace ringlink {
 
 using detail::Engine;
 using detail::Operation;
+using detail::Progress;
 
 namespace {
 
@@ -33,7 +34,7 @@ class LocalCopy final : public Operation {
   void start(const detail::OpContext&) override {
     if (dst_ && src_ && dst_ != src_ && bytes_) std::memmove(dst_, src_, bytes_);
   }
-  detail::Progress advance(const detail::OpContext&) override { return detail::Progress::Done; }
+  Progress advance(const detail::OpContext&) override { return Progress::Done; }
 
  private:
   const char* name_;
@@ -41,6 +42,8 @@ class LocalCopy final : public Operation {
   void* dst_;
   size_t bytes_;
 };
+
+// ---- Argument checks, on the calling thread: argument errors never reach the engine.
 
 void check_buffers(const Engine& e, const char* op, const void* send, const void* recv, size_t count, DataType type,
                    bool send_needed = true, bool recv_needed = true) {
@@ -56,6 +59,8 @@ void check_root(const Engine& e, const char* op, int root) {
     throw InvalidArgumentError(e.rank(), root, op, fmt::format("root {} is out of range for {} ranks", root, e.size()));
 }
 
+// ---- Plans: the schedule that runs a collective over host buffers.
+
 // Logs each distinct (collective, size, choice) once at INFO, so a training run's log stays
 // short. `describe` runs only when INFO is on: the latency path formats nothing.
 template <typename Describe>
@@ -69,9 +74,9 @@ void log_choice(const Engine& e, const char* op, size_t bytes, Describe describe
   if (seen.insert(key).second) log::info("{} of {} bytes over {} ranks: {}", op, bytes, e.size(), what);
 }
 
-algo::Args args_of(const void* send, void* recv, size_t count, DataType type, ReduceOp op = ReduceOp::Sum,
+algo::Args args_of(const std::byte* send, std::byte* recv, size_t count, DataType type, ReduceOp op = ReduceOp::Sum,
                    int root = 0) {
-  return algo::Args{static_cast<const std::byte*>(send), static_cast<std::byte*>(recv), count, type, op, root};
+  return algo::Args{send, recv, count, type, op, root};
 }
 
 std::unique_ptr<Operation> plan_allreduce(const Engine& e, const algo::Args& a) {
@@ -94,17 +99,31 @@ std::unique_ptr<Operation> plan_allreduce(const Engine& e, const algo::Args& a) 
   return algo::make_ring(algo::RingMode::AllReduce, a, e.rank(), e.size(), e.chunk_bytes(), e.pipeline_depth());
 }
 
+// reduce_scatter and allgather: `a.count` is one rank's block.
+std::unique_ptr<Operation> plan_ring(const Engine& e, algo::RingMode mode, const char* name, const algo::Args& a) {
+  const size_t block = a.count * a.elem();
+  if (e.size() == 1) return std::make_unique<LocalCopy>(name, a.send, a.recv, block);
+  log_choice(e, name, block * static_cast<size_t>(e.size()), [] { return std::string("ring"); });
+  return algo::make_ring(mode, a, e.rank(), e.size(), e.chunk_bytes(), e.pipeline_depth());
+}
+
 std::unique_ptr<Operation> plan_rooted(const Engine& e, const algo::Args& a, bool reduce) {
   const size_t bytes = a.count * a.elem();
   const char* name = reduce ? "reduce" : "broadcast";
   if (e.size() == 1) return std::make_unique<LocalCopy>(name, a.send, a.recv, bytes);
-  auto shape = algo::choose_rooted_shape(bytes, e.size(), e.algorithm(), e.cost_model(), e.chunk_bytes());
+  algo::TreeShape shape = algo::choose_rooted_shape(bytes, e.size(), e.algorithm(), e.cost_model(), e.chunk_bytes());
   log_choice(e, name, bytes, [&] { return std::string(algo::to_string(shape)); });
   if (reduce) return algo::make_tree_reduce(a, e.rank(), e.size(), shape, e.chunk_bytes(), e.pipeline_depth());
   return algo::make_tree_broadcast(a, e.rank(), e.size(), shape, e.chunk_bytes(), e.pipeline_depth());
 }
 
-// Device buffers are staged through host memory around the host schedule.
+std::unique_ptr<Operation> plan_barrier(const Engine& e) {
+  if (e.size() == 1) return std::make_unique<LocalCopy>("barrier", nullptr, nullptr, 0);
+  return algo::make_barrier(e.rank(), e.size());
+}
+
+// Device buffers are staged through host memory around the host plan, which is then made when
+// the operation starts.
 std::unique_ptr<Operation> with_staging(Engine& e, const char* name, const void* send, size_t send_bytes, void* recv,
                                         size_t recv_bytes, detail::HostPlan plan) {
   if (cuda::available() && (cuda::is_device_pointer(send) || cuda::is_device_pointer(recv)))
@@ -113,13 +132,12 @@ std::unique_ptr<Operation> with_staging(Engine& e, const char* name, const void*
   return plan(static_cast<const std::byte*>(send), static_cast<std::byte*>(recv));
 }
 
-// Each collective: validate on the calling thread (argument errors never reach the engine),
-// plan, submit; the blocking form waits, driving the engine itself.
+// ---- Each collective: check its arguments, then plan it.
 
 std::unique_ptr<Operation> allreduce_op(Engine& e, const void* send, void* recv, size_t count, DataType type,
                                         ReduceOp op) {
   check_buffers(e, "allreduce", send, recv, count, type);
-  size_t bytes = count * size_of(type);
+  const size_t bytes = count * size_of(type);
   return with_staging(e, "allreduce", send, bytes, recv, bytes, [&e, count, type, op](const std::byte* s, std::byte* r) {
     return plan_allreduce(e, args_of(s, r, count, type, op));
   });
@@ -128,30 +146,25 @@ std::unique_ptr<Operation> allreduce_op(Engine& e, const void* send, void* recv,
 std::unique_ptr<Operation> reduce_scatter_op(Engine& e, const void* send, void* recv, size_t count, DataType type,
                                              ReduceOp op) {
   check_buffers(e, "reduce_scatter", send, recv, count, type);
-  size_t bytes = count * size_of(type);
-  return with_staging(e, "reduce_scatter", send, bytes * static_cast<size_t>(e.size()), recv, bytes,
-                      [&e, count, type, op](const std::byte* s, std::byte* r) -> std::unique_ptr<Operation> {
-                        if (e.size() == 1) return std::make_unique<LocalCopy>("reduce_scatter", s, r, count * size_of(type));
-                        log_choice(e, "reduce_scatter", count * size_of(type) * static_cast<size_t>(e.size()), [] { return std::string("ring"); });
-                        return algo::make_ring(algo::RingMode::ReduceScatter, args_of(s, r, count, type, op), e.rank(),
-                                               e.size(), e.chunk_bytes(), e.pipeline_depth());
+  const size_t block = count * size_of(type);
+  return with_staging(e, "reduce_scatter", send, block * static_cast<size_t>(e.size()), recv, block,
+                      [&e, count, type, op](const std::byte* s, std::byte* r) {
+                        return plan_ring(e, algo::RingMode::ReduceScatter, "reduce_scatter",
+                                         args_of(s, r, count, type, op));
                       });
 }
 
 std::unique_ptr<Operation> allgather_op(Engine& e, const void* send, void* recv, size_t count, DataType type) {
   check_buffers(e, "allgather", send, recv, count, type);
-  size_t bytes = count * size_of(type);
-  return with_staging(e, "allgather", send, bytes, recv, bytes * static_cast<size_t>(e.size()),
-                      [&e, count, type](const std::byte* s, std::byte* r) -> std::unique_ptr<Operation> {
-                        if (e.size() == 1) return std::make_unique<LocalCopy>("allgather", s, r, count * size_of(type));
-                        log_choice(e, "allgather", count * size_of(type) * static_cast<size_t>(e.size()), [] { return std::string("ring"); });
-                        return algo::make_ring(algo::RingMode::AllGather, args_of(s, r, count, type), e.rank(),
-                                               e.size(), e.chunk_bytes(), e.pipeline_depth());
+  const size_t block = count * size_of(type);
+  return with_staging(e, "allgather", send, block, recv, block * static_cast<size_t>(e.size()),
+                      [&e, count, type](const std::byte* s, std::byte* r) {
+                        return plan_ring(e, algo::RingMode::AllGather, "allgather", args_of(s, r, count, type));
                       });
 }
 
-std::unique_ptr<Operation> rooted_op(Engine& e, bool reduce, const void* send, void* recv, size_t count,
-                                     DataType type, ReduceOp op, int root) {
+std::unique_ptr<Operation> rooted_op(Engine& e, bool reduce, const void* send, void* recv, size_t count, DataType type,
+                                     ReduceOp op, int root) {
   const char* name = reduce ? "reduce" : "broadcast";
   check_root(e, name, root);
   const bool is_root = e.rank() == root;
@@ -159,7 +172,7 @@ std::unique_ptr<Operation> rooted_op(Engine& e, bool reduce, const void* send, v
   check_buffers(e, name, send, recv, count, type, reduce || is_root, !reduce || is_root);
   if (reduce && !is_root) recv = nullptr;
   if (!reduce && !is_root) send = nullptr;
-  size_t bytes = count * size_of(type);
+  const size_t bytes = count * size_of(type);
   return with_staging(e, name, send, send ? bytes : 0, recv, recv ? bytes : 0,
                       [&e, reduce, count, type, op, root](const std::byte* s, std::byte* r) {
                         return plan_rooted(e, args_of(s, r, count, type, op, root), reduce);
@@ -167,6 +180,8 @@ std::unique_ptr<Operation> rooted_op(Engine& e, bool reduce, const void* send, v
 }
 
 }  // namespace
+
+// The blocking forms wait, driving the engine themselves.
 
 Work Communicator::iallreduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op) {
   return Work(engine_->submit(allreduce_op(*engine_, sendbuf, recvbuf, count, type, op), true));
@@ -202,13 +217,6 @@ Work Communicator::ireduce(const void* sendbuf, void* recvbuf, size_t count, Dat
 void Communicator::reduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op, int root) {
   Work(engine_->submit(rooted_op(*engine_, true, sendbuf, recvbuf, count, type, op, root), false)).wait();
 }
-
-namespace {
-std::unique_ptr<Operation> plan_barrier(const Engine& e) {
-  if (e.size() == 1) return std::make_unique<LocalCopy>("barrier", nullptr, nullptr, 0);
-  return algo::make_barrier(e.rank(), e.size());
-}
-}  // namespace
 
 Work Communicator::ibarrier() { return Work(engine_->submit(plan_barrier(*engine_), true)); }
 void Communicator::barrier() { Work(engine_->submit(plan_barrier(*engine_), false)).wait(); }
