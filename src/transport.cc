@@ -1,7 +1,5 @@
-// Transport selection and the shared request wait.
+// Transport selection.
 #include "transport.h"
-
-#include <fmt/format.h>
 
 #include "common/log.h"
 #include "ringlink/error.h"
@@ -53,14 +51,6 @@ std::unique_ptr<Transport> create_transport(const TransportSetup& setup) {
     }
   }
   return create_ucx_transport(setup);
-}
-
-void wait_request(Transport& transport, Request& req, Deadline deadline, int rank, int peer, const char* operation) {
-  while (!req.test()) {
-    if (deadline.expired())
-      throw TimeoutError(rank, peer, operation, fmt::format("rank {} did not complete the exchange in time", peer));
-    transport.progress();
-  }
 }
 
 }  // namespace ringlink

@@ -23,7 +23,6 @@ namespace ringlink {
 // carry kTagBits of them and match a receive to a send with the same tag from the same peer.
 using Tag = uint64_t;
 inline constexpr int kTagBits = 40;
-inline constexpr Tag kMaxTag = (Tag{1} << kTagBits) - 1;
 
 // A buffer known to the transport (pinned and keyed for RDMA, or just remembered for UCX).
 class MemoryRegion {
@@ -115,8 +114,5 @@ struct TransportSetup {
 // Creates the transport that options.transport asks for (Auto: verbs when an active RDMA port
 // exists, else UCX), logging why. Throws TransportError when the requested one is unavailable.
 std::unique_ptr<Transport> create_transport(const TransportSetup& setup);
-
-// Waits for `req` with the transport's progress; TimeoutError naming `peer` at the deadline.
-void wait_request(Transport& transport, Request& req, Deadline deadline, int rank, int peer, const char* operation);
 
 }  // namespace ringlink

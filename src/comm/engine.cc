@@ -21,14 +21,6 @@ bool is_loopback(const std::string& host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
 }
 
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
 }  // namespace
 
 Engine::Engine(Options options) : options_(std::move(options)) {
@@ -231,10 +223,7 @@ void Engine::complete(const std::shared_ptr<WorkState>& w, std::exception_ptr er
 }
 
 void Engine::fail_everything(std::exception_ptr error) {
-  if (!broken_) {
-    broken_ = error;
-    broken_flag_.store(true, std::memory_order_release);
-  }
+  if (!broken_) broken_ = error;
   // Admit what was submitted so it fails too.
   {
     std::lock_guard lk(queue_mu_);

@@ -138,7 +138,6 @@ class Engine : public std::enable_shared_from_this<Engine> {
   std::vector<std::shared_ptr<WorkState>> p2p_;
   std::atomic<size_t> active_count_{0};
   std::exception_ptr broken_;  // first fatal error: every later operation fails with it
-  std::atomic<bool> broken_flag_{false};
 
   // Completion notifications for callers that sleep in wait().
   std::mutex done_mu_;
