@@ -312,9 +312,7 @@ bool Engine::step() {
     // Collectives run one at a time in issue order; each owns a block of tags by sequence number.
     while (!collectives_.empty()) {
       auto& w = collectives_.front();
-      const Tag tag_base =
-          kUserTagLimit | ((w->collective_seq & ((Tag{1} << (39 - kOpTagBits)) - 1)) << kOpTagBits);
-      const OpContext ctx(connections_, tag_base, *pool_);
+      const OpContext ctx(connections_, collective_tag_base(w->collective_seq), *pool_);
       if (!w->started) {
         w->started = true;
         w->op->start(ctx);  // its local copies are not silence

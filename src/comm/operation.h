@@ -13,9 +13,13 @@ class StagingPool;
 namespace ringlink::detail {
 
 // Tags: user point-to-point tags live below 2^39; the engine gives every collective a block of
-// 2^kOpTagBits tags above that, numbered by the operation's sequence number.
+// 2^kOpTagBits tags above that, numbered by the collective's sequence number (which wraps).
 inline constexpr int kOpTagBits = 20;
-inline constexpr Tag kUserTagLimit = Tag{1} << 39;
+inline constexpr Tag kUserTagLimit = Tag{1} << (kTagBits - 1);
+inline Tag collective_tag_base(uint64_t collective_seq) {
+  constexpr Tag kBlocks = Tag{1} << (kTagBits - 1 - kOpTagBits);
+  return kUserTagLimit | ((collective_seq & (kBlocks - 1)) << kOpTagBits);
+}
 
 // What an operation may use while it runs, only on the thread driving the engine: messages to
 // its peers, tagged within the operation's own block of tags, and the staging slots.
