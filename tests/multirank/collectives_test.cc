@@ -63,7 +63,7 @@ uint64_t next_salt() {
 //   reduce_scatter: rank r's element (me * count + i), i.e. what reduces into my block;
 //   allgather (r = 0 only, n * count values): element i of the gathered vector.
 struct Inputs {
-  Inputs(Coll coll, DataType t, int n, int me, size_t count) : salt(next_salt()), count(count) {
+  Inputs(Coll coll, DataType t, int n, int me, size_t elements) : salt(next_salt()), count(elements) {
     if (coll == Coll::AllGather) {
       values.resize(n * count);
       for (size_t i = 0; i < n * count; ++i) values[i] = input_value(t, static_cast<int>(i / count), i, salt);
@@ -93,7 +93,7 @@ std::string describe(const Case& k, Algorithm a) {
                      k.in_place ? "in-place" : "out-of-place", k.root, to_string(a));
 }
 
-// Runs one case on `c` and checks it. Returns the number of wrong elements (reported once).
+// Runs one case on `c` and checks it, reporting the first wrong element.
 void run_case(Communicator& c, Algorithm algo, const Case& k, const Inputs& inputs) {
   const int me = c.rank(), n = c.size();
   const size_t es = size_of(k.type);
@@ -226,8 +226,8 @@ std::vector<Param> params() {
   return v;
 }
 
-INSTANTIATE_TEST_SUITE_P(All, Collectives, ::testing::ValuesIn(params()), [](const auto& info) {
-  return std::string(name(info.param.coll)) + "_" + std::string(to_string(info.param.algo));
+INSTANTIATE_TEST_SUITE_P(All, Collectives, ::testing::ValuesIn(params()), [](const auto& test) {
+  return std::string(name(test.param.coll)) + "_" + std::string(to_string(test.param.algo));
 });
 
 // 2^26 float32 elements with values whose sums are exact in any order, so the check is exact.
@@ -366,7 +366,6 @@ TEST(CollectivesMixed, UnevenPointToPointTrafficBeforeACollective) {
 TEST(CollectivesMixed, TwoCommunicatorsDoNotInterfere) {
   Communicator& a = comm(Algorithm::Ring);
   Communicator& b = comm(Algorithm::Tree);
-  const int n = a.size();
   std::vector<float> x(300000, 1.0f), y(300000, 2.0f);
   for (int i = 0; i < 10; ++i) {
     Work wa = a.iallreduce(x.data(), x.size(), DataType::Float32, ReduceOp::Max);
@@ -376,7 +375,6 @@ TEST(CollectivesMixed, TwoCommunicatorsDoNotInterfere) {
   }
   EXPECT_EQ(x[12345], 1.0f);
   EXPECT_EQ(y[12345], 2.0f);
-  (void)n;
 }
 
 TEST(CollectivesErrors, BadArgumentsAreRejectedBeforeAnyMessage) {

@@ -37,7 +37,7 @@ TEST_P(PointToPoint, EveryPairBitwise) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, PointToPoint, ::testing::Values(0, 1, 4096, 64u << 20),
-                         [](const auto& info) { return std::to_string(info.param) + "B"; });
+                         [](const auto& test) { return std::to_string(test.param) + "B"; });
 
 TEST(PointToPointOrder, SameTagCompletesInPostingOrder) {
   auto& c = world();
