@@ -23,7 +23,12 @@ struct Part {
 class TreeOp final : public detail::Operation {
  public:
   TreeOp(TreeMode mode, Args args, int rank, int size, std::vector<Part> parts, size_t chunk_bytes, int depth)
-      : mode_(mode), a_(args), rank_(rank), parts_(std::move(parts)), depth_(depth), pipeline_(args.type, args.op, size) {
+      : mode_(mode),
+        a_(args),
+        rank_(rank),
+        parts_(std::move(parts)),
+        depth_(depth),
+        pipeline_(args.type, args.op, size) {
     size_t chunk_elems = std::max<size_t>(1, chunk_bytes / a_.elem());
     size_t tag_space = size_t{1} << detail::kOpTagBits;
     for (auto& p : parts_) {

@@ -138,9 +138,10 @@ std::unique_ptr<Operation> allreduce_op(Engine& e, const void* send, void* recv,
                                         ReduceOp op) {
   check_buffers(e, "allreduce", send, recv, count, type);
   const size_t bytes = count * size_of(type);
-  return with_staging(e, "allreduce", send, bytes, recv, bytes, [&e, count, type, op](const std::byte* s, std::byte* r) {
-    return plan_allreduce(e, args_of(s, r, count, type, op));
-  });
+  return with_staging(e, "allreduce", send, bytes, recv, bytes,
+                      [&e, count, type, op](const std::byte* s, std::byte* r) {
+                        return plan_allreduce(e, args_of(s, r, count, type, op));
+                      });
 }
 
 std::unique_ptr<Operation> reduce_scatter_op(Engine& e, const void* send, void* recv, size_t count, DataType type,

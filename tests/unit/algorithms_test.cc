@@ -1,9 +1,12 @@
-// Tree shapes and the cost model's choices.
+// Tree shapes, the cost model's choices, and the chain pipeline's bookkeeping (over a fake
+// connection whose requests the test completes).
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <map>
 #include <set>
 
+#include "algorithms/chain_pipeline.h"
 #include "algorithms/select.h"
 #include "algorithms/tree_topology.h"
 
@@ -131,6 +134,182 @@ TEST(CostModel, RootedShapes) {
   LinkModel m{12.0, 2.0, 10.0};
   EXPECT_EQ(choose_rooted_shape(8, 8, Algorithm::Auto, m, 512 << 10), TreeShape::Binary);
   EXPECT_EQ(choose_rooted_shape(size_t{256} << 20, 8, Algorithm::Auto, m, 512 << 10), TreeShape::Chain);
+}
+
+// ---- ChainPipeline ---------------------------------------------------------------------------
+
+// Requests that complete when the test says so.
+struct FakeMessage {
+  bool send;
+  int peer;
+  Tag tag;
+  size_t bytes;
+  const void* buf;
+  bool complete = false;
+};
+
+class FakeRequest final : public Request {
+ public:
+  explicit FakeRequest(std::shared_ptr<FakeMessage> m) : m_(std::move(m)) {}
+  bool test() override { return m_->complete; }
+  size_t bytes() const override { return m_->bytes; }
+
+ private:
+  std::shared_ptr<FakeMessage> m_;
+};
+
+class FakeConnection final : public Connection {
+ public:
+  FakeConnection(int peer, std::vector<std::shared_ptr<FakeMessage>>& log) : Connection(peer), log_(log) {}
+  std::unique_ptr<Request> isend(const void* buf, size_t bytes, MemoryRegion*, Tag tag) override {
+    return post(true, buf, bytes, tag);
+  }
+  std::unique_ptr<Request> irecv(void* buf, size_t bytes, MemoryRegion*, Tag tag) override {
+    return post(false, buf, bytes, tag);
+  }
+
+ private:
+  std::unique_ptr<Request> post(bool send, const void* buf, size_t bytes, Tag tag) {
+    log_.push_back(std::make_shared<FakeMessage>(FakeMessage{send, peer(), tag, bytes, buf}));
+    return std::make_unique<FakeRequest>(log_.back());
+  }
+  std::vector<std::shared_ptr<FakeMessage>>& log_;
+};
+
+// Rank 0 of three, with fake connections to ranks 1 and 2 and a pool of `slots` slots.
+struct PipelineBench {
+  explicit PipelineBench(int slots)
+      : memory(static_cast<size_t>(slots) * kSlotBytes), pool(memory.data(), kSlotBytes, slots, nullptr) {
+    connections.resize(3);
+    for (int p = 1; p < 3; ++p) connections[static_cast<size_t>(p)] = std::make_unique<FakeConnection>(p, log);
+  }
+  detail::OpContext context() { return detail::OpContext(connections, kTagBase, pool); }
+  size_t outstanding(bool send) const {
+    size_t n = 0;
+    for (auto& m : log) n += m->send == send && !m->complete;
+    return n;
+  }
+  void complete_all(bool send) {
+    for (auto& m : log)
+      if (m->send == send) m->complete = true;
+  }
+
+  static constexpr size_t kSlotBytes = 64;
+  static constexpr Tag kTagBase = Tag{7} << 20;
+  std::vector<std::byte> memory;
+  StagingPool pool;
+  std::vector<std::shared_ptr<FakeMessage>> log;
+  std::vector<std::unique_ptr<Connection>> connections;
+};
+
+// Each chain receives 4 float32 from rank 1 into a slot, adds its local values and sends the
+// sum from the slot to rank 2.
+TEST(ChainPipeline, BoundsActiveChainsPerGroupAndReturnsEverySlot) {
+  PipelineBench bench(16);
+  const size_t kCount = 4;
+  std::vector<float> local(kCount, 1.0f);
+  ChainPipeline pipe(DataType::Float32, ReduceOp::Sum, 3);
+  pipe.start(bench.pool, {10, 10}, 4, 2);  // depth 4 fits: 16 slots / (2 groups x 2 slots)
+  std::map<int, std::set<size_t>> started;  // group -> chains stepped
+  auto step = [&](ChainPipeline::Chain& ch) {
+    started[ch.group()].insert(ch.index());
+    const Tag tag = static_cast<Tag>(ch.group()) * 100 + ch.index();
+    if (ch.stage == 0) {
+      if (!pipe.receive_to_combine(ch, 1, tag, kCount)) return false;
+      ch.stage = 1;
+      return true;
+    }
+    if (!pipe.arrived(ch)) return false;
+    ChunkBuffer got = pipe.take(ch)[0];
+    pipe.combine(got.data, reinterpret_cast<const std::byte*>(local.data()), got, kCount);
+    pipe.send(ch, 2, tag, got, kCount);
+    pipe.close(ch);
+    return true;
+  };
+  const detail::OpContext ctx = bench.context();
+
+  EXPECT_EQ(pipe.advance(ctx, step), detail::Progress::Moved);
+  EXPECT_EQ(bench.outstanding(false), 8u) << "4 receives per group";
+  EXPECT_EQ(started[0].size(), 4u);
+  EXPECT_EQ(started[1].size(), 4u);
+  EXPECT_EQ(bench.pool.available(), 8);
+  for (auto& m : bench.log) {
+    EXPECT_EQ(m->bytes, kCount * sizeof(float));
+    EXPECT_GE(m->tag, PipelineBench::kTagBase) << "the pipeline adds the operation's tag base";
+  }
+  EXPECT_EQ(pipe.advance(ctx, step), detail::Progress::Waiting) << "nothing arrived";
+  EXPECT_EQ(pipe.waiting_on(), 1);
+
+  // The data arrive: the chains combine in their slots and send; slots stay with the sends.
+  for (auto& m : bench.log) {
+    if (m->send) continue;
+    auto* slot = static_cast<float*>(const_cast<void*>(m->buf));
+    for (size_t i = 0; i < kCount; ++i) slot[i] = 2.0f;
+  }
+  bench.complete_all(false);
+  EXPECT_EQ(pipe.advance(ctx, step), detail::Progress::Moved);
+  EXPECT_EQ(bench.outstanding(true), 8u);
+  EXPECT_EQ(bench.outstanding(false), 0u) << "no new chain starts while the sends hold their slots";
+  for (auto& m : bench.log) {
+    if (m->send) {
+      EXPECT_EQ(static_cast<const float*>(m->buf)[0], 3.0f) << "local 1 + received 2";
+    }
+  }
+
+  // Sends out: their slots come back and the next chains start, until all 20 are done.
+  detail::Progress p = detail::Progress::Moved;
+  for (int round = 0; round < 10 && p != detail::Progress::Done; ++round) {
+    bench.complete_all(true);
+    bench.complete_all(false);
+    p = pipe.advance(ctx, step);
+  }
+  EXPECT_EQ(p, detail::Progress::Done);
+  EXPECT_EQ(started[0].size(), 10u);
+  EXPECT_EQ(started[1].size(), 10u);
+  EXPECT_EQ(bench.pool.available(), 16) << "every slot returned";
+}
+
+TEST(ChainPipeline, SlotsForAllPeersOrNone) {
+  PipelineBench bench(3);
+  ChainPipeline pipe(DataType::Int32, ReduceOp::Max, 3);
+  pipe.start(bench.pool, {2}, 2, 1);
+  const int peers[] = {1, 2};
+  int refused = 0;
+  auto step = [&](ChainPipeline::Chain& ch) {
+    if (ch.stage != 0) return false;
+    if (!pipe.receive_to_combine(ch, peers, 0, 1)) {
+      ++refused;
+      return false;
+    }
+    ch.stage = 1;
+    return true;
+  };
+  const detail::OpContext ctx = bench.context();
+  EXPECT_EQ(pipe.advance(ctx, step), detail::Progress::Moved);
+  EXPECT_EQ(bench.log.size(), 2u) << "one chain got two slots; the other posted nothing";
+  EXPECT_GT(refused, 0);
+  EXPECT_EQ(bench.pool.available(), 1);
+}
+
+TEST(ChainPipeline, EmptyChunksTakeNoSlotAndPostNoMessage) {
+  PipelineBench bench(2);
+  ChainPipeline pipe(DataType::Float32, ReduceOp::Sum, 3);
+  pipe.start(bench.pool, {1}, 1, 1);
+  auto step = [&](ChainPipeline::Chain& ch) {
+    if (ch.stage == 0) {
+      EXPECT_TRUE(pipe.receive_to_combine(ch, 1, 0, 0));
+      ch.stage = 1;
+    }
+    if (!pipe.arrived(ch)) return true;
+    ChunkBuffer got = pipe.take(ch)[0];
+    EXPECT_LT(got.slot, 0);
+    pipe.send(ch, 2, 1, got, 0);
+    pipe.close(ch);
+    return true;
+  };
+  EXPECT_EQ(pipe.advance(bench.context(), step), detail::Progress::Done);
+  EXPECT_TRUE(bench.log.empty());
+  EXPECT_EQ(bench.pool.available(), 2);
 }
 
 }  // namespace
