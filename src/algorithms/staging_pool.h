@@ -15,7 +15,6 @@ class StagingPool {
       : base_(base), slot_bytes_(slot_bytes), mr_(mr) {
     for (int i = slots - 1; i >= 0; --i) free_.push_back(i);
   }
-  size_t slot_bytes() const { return slot_bytes_; }
   int available() const { return static_cast<int>(free_.size()); }
   MemoryRegion* mr() const { return mr_; }
   // -1 when none is free.
