@@ -32,16 +32,16 @@ bool ChainPipeline::admit() {
 
 bool ChainPipeline::retire_sends(Chain& ch) {
   bool retired = false;
-  while (!ch.sends.empty() && done(ch.sends.front().req)) {
-    pool_->release(ch.sends.front().slot);
-    ch.sends.pop_front();
+  while (!ch.sends_.empty() && done(ch.sends_.front().req)) {
+    pool_->release(ch.sends_.front().slot);
+    ch.sends_.pop_front();
     retired = true;
   }
   return retired;
 }
 
 void ChainPipeline::check_room(const Chain& ch, size_t receives) {
-  if (ch.receives + receives > kMaxReceives)
+  if (ch.receives_ + receives > kMaxReceives)
     throw std::logic_error("a chain stage posted more receives than ChainPipeline::kMaxReceives");
 }
 
@@ -55,26 +55,26 @@ bool ChainPipeline::receive_to_combine(Chain& ch, std::span<const int> peers, Ta
       slot.slot = pool_->acquire();
       slot.data = pool_->at(slot.slot);
     }
-    ch.recvs[ch.receives] = post_recv(*ctx_, peer, slot.data, bytes(count), tag, pool_->mr());
-    ch.recv_peers[ch.receives] = peer;
-    ch.landed[ch.receives] = slot;
-    ++ch.receives;
+    ch.recvs_[ch.receives_] = post_recv(*ctx_, peer, slot.data, bytes(count), tag, pool_->mr());
+    ch.recv_peers_[ch.receives_] = peer;
+    ch.landed_[ch.receives_] = slot;
+    ++ch.receives_;
   }
   return true;
 }
 
 void ChainPipeline::receive_into(Chain& ch, int peer, Tag tag, std::byte* dst, size_t count) {
   check_room(ch, 1);
-  ch.recvs[ch.receives] = post_recv(*ctx_, peer, dst, bytes(count), tag);
-  ch.recv_peers[ch.receives] = peer;
-  ch.landed[ch.receives] = ChunkBuffer{dst, -1};
-  ++ch.receives;
+  ch.recvs_[ch.receives_] = post_recv(*ctx_, peer, dst, bytes(count), tag);
+  ch.recv_peers_[ch.receives_] = peer;
+  ch.landed_[ch.receives_] = ChunkBuffer{dst, -1};
+  ++ch.receives_;
 }
 
 bool ChainPipeline::arrived(Chain& ch) {
-  for (size_t i = 0; i < ch.receives; ++i) {
-    if (!done(ch.recvs[i])) {
-      waiting_on_ = ch.recv_peers[i];
+  for (size_t i = 0; i < ch.receives_; ++i) {
+    if (!done(ch.recvs_[i])) {
+      waiting_on_ = ch.recv_peers_[i];
       return false;
     }
   }
@@ -82,10 +82,10 @@ bool ChainPipeline::arrived(Chain& ch) {
 }
 
 std::span<const ChunkBuffer> ChainPipeline::take(Chain& ch) {
-  const size_t n = ch.receives;
-  for (size_t i = 0; i < n; ++i) ch.recvs[i].reset();
-  ch.receives = 0;
-  return std::span<const ChunkBuffer>(ch.landed.data(), n);
+  const size_t n = ch.receives_;
+  for (size_t i = 0; i < n; ++i) ch.recvs_[i].reset();
+  ch.receives_ = 0;
+  return std::span<const ChunkBuffer>(ch.landed_.data(), n);
 }
 
 void ChainPipeline::combine(std::byte* dst, const std::byte* local, const ChunkBuffer& received, size_t count) const {
@@ -98,11 +98,11 @@ void ChainPipeline::finish_reduction(std::byte* dst, size_t count) const {
 
 void ChainPipeline::send(Chain& ch, int peer, Tag tag, ChunkBuffer src, size_t count) {
   MemoryRegion* mr = src.slot >= 0 ? pool_->mr() : nullptr;
-  ch.sends.push_back(Chain::PendingSend{post_send(*ctx_, peer, src.data, bytes(count), tag, mr), src.slot});
+  ch.sends_.push_back(Chain::PendingSend{post_send(*ctx_, peer, src.data, bytes(count), tag, mr), src.slot});
 }
 
 void ChainPipeline::send(Chain& ch, int peer, Tag tag, const std::byte* caller_memory, size_t count) {
-  ch.sends.push_back(Chain::PendingSend{post_send(*ctx_, peer, caller_memory, bytes(count), tag), -1});
+  ch.sends_.push_back(Chain::PendingSend{post_send(*ctx_, peer, caller_memory, bytes(count), tag), -1});
 }
 
 void ChainPipeline::release(ChunkBuffer& buffer) {

@@ -40,9 +40,9 @@ class ChainPipeline {
   class Chain {
    public:
     Chain(int group, size_t index) : group_(group), index_(index) {}
-    int group() const { return group_; }      // which group of chains (tree: which of the trees)
-    size_t index() const { return index_; }   // which chunk of the group
-    int stage = 0;                            // the schedule's position in the chain, 0 when admitted
+    int group() const { return group_; }     // which group of chains (tree: which of the trees)
+    size_t index() const { return index_; }  // which chunk of the group
+    int stage = 0;                           // the schedule's position in the chain, 0 when admitted
 
    private:
     friend class ChainPipeline;
@@ -53,12 +53,12 @@ class ChainPipeline {
     };
     int group_;
     size_t index_;
-    std::array<std::unique_ptr<Request>, kMaxReceives> recvs;
-    std::array<int, kMaxReceives> recv_peers{};
-    std::array<ChunkBuffer, kMaxReceives> landed;  // where each receive puts its data
-    size_t receives = 0;                            // posted and not yet taken
-    std::deque<PendingSend> sends;                  // complete in order, each giving back its slot
-    bool closed = false;
+    std::array<std::unique_ptr<Request>, kMaxReceives> recvs_;
+    std::array<int, kMaxReceives> recv_peers_{};
+    std::array<ChunkBuffer, kMaxReceives> landed_;  // where each receive puts its data
+    size_t receives_ = 0;                           // posted and not yet taken
+    std::deque<PendingSend> sends_;                 // complete in order, each giving back its slot
+    bool closed_ = false;
   };
 
   // What combine() and finish_reduction() compute.
@@ -79,8 +79,8 @@ class ChainPipeline {
       moved = admit();
       for (auto it = active_.begin(); it != active_.end();) {
         if (retire_sends(*it)) moved = true;
-        if (!it->closed && step(*it)) moved = true;
-        if (it->closed && it->sends.empty()) {
+        if (!it->closed_ && step(*it)) moved = true;
+        if (it->closed_ && it->sends_.empty()) {
           --active_in_group_[static_cast<size_t>(it->group())];
           ++finished_;
           it = active_.erase(it);
@@ -106,7 +106,7 @@ class ChainPipeline {
   // Receives `count` elements from `peer` straight into `dst` (data that only moves on).
   void receive_into(Chain& ch, int peer, Tag tag, std::byte* dst, size_t count);
   // Whether receives are posted that take() has not collected.
-  bool receiving(const Chain& ch) const { return ch.receives > 0; }
+  bool receiving(const Chain& ch) const { return ch.receives_ > 0; }
   // Whether everything posted since the last take() has arrived; notes whom the chain waits on.
   bool arrived(Chain& ch);
   // After arrived(): where the data landed, in posting order. Their slots are the schedule's now
@@ -126,7 +126,7 @@ class ChainPipeline {
   void release(ChunkBuffer& buffer);
 
   // The schedule has posted everything for this chain: it ends once its sends are out.
-  void close(Chain& ch) { ch.closed = true; }
+  void close(Chain& ch) { ch.closed_ = true; }
 
   // The peer of the last receive found still outstanding, or -1.
   int waiting_on() const { return waiting_on_; }
