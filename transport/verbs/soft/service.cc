@@ -107,6 +107,8 @@ void service_main(Context* c) {
   std::vector<pollfd> fds;
   std::vector<Watch> watches;
   for (;;) {
+    // Checked before every poll too: the read of wake_fd below may consume close_device's wake-up.
+    if (c->stop.load()) return;
     int timeout_ms = -1;
     fds.clear();
     watches.clear();
