@@ -80,6 +80,15 @@ void flip_ud(ImageU8& img) {
 
 }  // namespace
 
+std::vector<PixelBox> pixel_boxes(const std::vector<LabelRow>& labels, float w, float h, float padw, float padh) {
+  std::vector<PixelBox> out;
+  out.reserve(labels.size());
+  for (const auto& l : labels)
+    out.push_back({l[0], w * (l[1] - l[3] / 2) + padw, h * (l[2] - l[4] / 2) + padh, w * (l[1] + l[3] / 2) + padw,
+                   h * (l[2] + l[4] / 2) + padh});
+  return out;
+}
+
 uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c) {
   // splitmix64 over the three inputs: nearby (epoch, position) pairs give
   // unrelated streams.
@@ -172,11 +181,9 @@ ImageU8 load_mosaic(const Dataset& ds, size_t index, int s, const Hyp& hyp, Samp
     }
     for (int y = 0; y < std::min(y2a - y1a, y2b - y1b); ++y)
       std::memcpy(canvas.row(y1a + y) + x1a * 3, img.row(y1b + y) + x1b * 3, static_cast<size_t>(x2b - x1b) * 3);
-    const float padw = static_cast<float>(x1a - x1b), padh = static_cast<float>(y1a - y1b);
-    for (const auto& l : ds.labels(idx[i])) {
-      auto clip = [&](float v) { return std::clamp(v, 0.f, 2.f * s); };
-      boxes->push_back({l[0], clip(w * (l[1] - l[3] / 2) + padw), clip(h * (l[2] - l[4] / 2) + padh),
-                        clip(w * (l[1] + l[3] / 2) + padw), clip(h * (l[2] + l[4] / 2) + padh)});
+    for (auto b : pixel_boxes(ds.labels(idx[i]), w, h, x1a - x1b, y1a - y1b)) {
+      for (int k = 1; k < 5; ++k) b[k] = std::clamp(b[k], 0.f, 2.f * s);
+      boxes->push_back(b);
     }
   }
   return random_perspective(canvas, boxes, hyp, -s / 2, rng);
@@ -239,10 +246,7 @@ void build_sample(const Dataset& ds, size_t index, int size, bool augment, const
     Letterbox lb;
     const ImageU8& src = ds.image(index);
     img = letterbox(src, size, /*scaleup=*/augment, &lb);
-    const float w = src.w * lb.ratio, h = src.h * lb.ratio;
-    for (const auto& l : ds.labels(index))
-      boxes.push_back({l[0], w * (l[1] - l[3] / 2) + lb.padw, h * (l[2] - l[4] / 2) + lb.padh,
-                       w * (l[1] + l[3] / 2) + lb.padw, h * (l[2] + l[4] / 2) + lb.padh});
+    boxes = pixel_boxes(ds.labels(index), src.w * lb.ratio, src.h * lb.ratio, lb.padw, lb.padh);
     if (augment) img = random_perspective(img, &boxes, hyp, 0, rng);
   }
   labels->clear();

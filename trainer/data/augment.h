@@ -31,6 +31,10 @@ uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c);
 // Pixel boxes: class, x1, y1, x2, y2.
 using PixelBox = std::array<float, 5>;
 
+// Normalised labels (class, xc, yc, w, h) of an image drawn w x h pixels
+// large with its top-left corner at (padw, padh): YOLOv5's xywhn2xyxy.
+std::vector<PixelBox> pixel_boxes(const std::vector<LabelRow>& labels, float w, float h, float padw, float padh);
+
 struct Letterbox {
   float ratio = 1.f;
   float padw = 0.f, padh = 0.f;
