@@ -112,11 +112,15 @@ TEST(Augment, LetterboxPadsAndCentres) {
   EXPECT_EQ(out.h, 64);
   EXPECT_FLOAT_EQ(lb.ratio, 1.6f);
   EXPECT_FLOAT_EQ(lb.padh, 16.f);  // (64 - 32) / 2
+  EXPECT_EQ(lb.w, 64);
+  EXPECT_EQ(lb.h, 32);
   EXPECT_EQ(out.row(0)[0], 114);
   EXPECT_EQ(out.row(32)[3 * 32], 200);
   auto small = letterbox(img, 64, /*scaleup=*/false, &lb);
   EXPECT_FLOAT_EQ(lb.ratio, 1.f);
   EXPECT_FLOAT_EQ(lb.padw, 12.f);
+  EXPECT_EQ(lb.w, 40);
+  EXPECT_EQ(lb.h, 20);
 }
 
 TEST(Loader, DeterministicForASeedWhateverTheWorkers) {

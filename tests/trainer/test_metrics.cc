@@ -89,6 +89,7 @@ TEST(Metrics, KnownMixThroughApPerClass) {
   auto r = ap_per_class(tp, conf, pcls, tcls);
   const double ap0 = 0.49 + 0.005 * (1 + 2.0 / 3) + 0.5 * (2.0 / 3);
   ASSERT_EQ(r.classes.size(), 2u);
+  EXPECT_EQ(r.nt, (std::vector<int64_t>{2, 1}));  // labels per class
   EXPECT_NEAR(r.ap[0][0], ap0, 1e-9);
   EXPECT_NEAR(r.ap[1][0], 0.0, 1e-12);
   EXPECT_NEAR(r.map50, ap0 / 2, 1e-9);

@@ -111,7 +111,7 @@ ImageU8 letterbox(const ImageU8& img, int size, bool scaleup, Letterbox* info) {
   ImageU8 out(size, size, kPad);
   for (int y = 0; y < nh && top + y < size; ++y)
     std::memcpy(out.row(top + y) + left * 3, resized.row(y), static_cast<size_t>(std::min(nw, size - left)) * 3);
-  if (info) *info = {static_cast<float>(r), static_cast<float>(left), static_cast<float>(top)};
+  if (info) *info = {static_cast<float>(r), static_cast<float>(left), static_cast<float>(top), nw, nh};
   return out;
 }
 
@@ -237,7 +237,7 @@ void augment_hsv(ImageU8& img, double hgain, double sgain, double vgain, SampleR
 }
 
 void build_sample(const Dataset& ds, size_t index, int size, bool augment, const Hyp& hyp, SampleRng& rng,
-                  uint8_t* dst, std::vector<LabelRow>* labels) {
+                  uint8_t* dst, std::vector<LabelRow>* labels, Letterbox* lb_out) {
   std::vector<PixelBox> boxes;
   ImageU8 img;
   if (augment && rng.uniform() < hyp.mosaic) {
@@ -247,6 +247,7 @@ void build_sample(const Dataset& ds, size_t index, int size, bool augment, const
     const ImageU8& src = ds.image(index);
     img = letterbox(src, size, /*scaleup=*/augment, &lb);
     boxes = pixel_boxes(ds.labels(index), src.w * lb.ratio, src.h * lb.ratio, lb.padw, lb.padh);
+    if (lb_out) *lb_out = lb;
     if (augment) img = random_perspective(img, &boxes, hyp, 0, rng);
   }
   labels->clear();

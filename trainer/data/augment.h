@@ -37,7 +37,8 @@ std::vector<PixelBox> pixel_boxes(const std::vector<LabelRow>& labels, float w, 
 
 struct Letterbox {
   float ratio = 1.f;
-  float padw = 0.f, padh = 0.f;
+  float padw = 0.f, padh = 0.f;  // left and top border
+  int w = 0, h = 0;              // the resized image inside the borders
 };
 
 // Resizes (keeping aspect) and pads with 114 to size x size. With scaleup =
@@ -59,8 +60,9 @@ void augment_hsv(ImageU8& img, double hgain, double sgain, double vgain, SampleR
 
 // Builds one training sample (augment=true) or validation sample (letterbox
 // only) of size x size into dst (HWC uint8) and returns labels as
-// class, x, y, w, h normalised (clipped, as YOLOv5's xyxy2xywhn).
+// class, x, y, w, h normalised (clipped, as YOLOv5's xyxy2xywhn). Without
+// augmentation *lb (when given) receives the letterbox that placed the image.
 void build_sample(const Dataset& ds, size_t index, int size, bool augment, const Hyp& hyp, SampleRng& rng,
-                  uint8_t* dst, std::vector<LabelRow>* labels);
+                  uint8_t* dst, std::vector<LabelRow>* labels, Letterbox* lb = nullptr);
 
 }  // namespace yolo

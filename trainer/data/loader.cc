@@ -61,7 +61,9 @@ Batch BatchLoader::build(int epoch, size_t begin, const std::vector<size_t>& ind
     const size_t pos = begin + i;
     const size_t index = indices[i];
     SampleRng rng(mix_seed(opts_.seed, static_cast<uint64_t>(epoch), pos));
-    build_sample(ds_, index, S, opts_.augment, opts_.hyp, rng, dst + i * S * S * 3, &labels);
+    Letterbox lb;
+    build_sample(ds_, index, S, opts_.augment, opts_.hyp, rng, dst + i * S * S * 3, &labels, &lb);
+    batch.letterboxes.push_back(lb);
     for (const auto& l : labels) rows.insert(rows.end(), {static_cast<float>(i), l[0], l[1], l[2], l[3], l[4]});
     batch.indices.push_back(index);
   }

@@ -21,6 +21,7 @@ struct Batch {
   torch::Tensor images;   // uint8 (B, S, S, 3), pinned when the loader pins
   torch::Tensor targets;  // float (N, 6): image index in batch, class, x, y, w, h (normalised)
   std::vector<size_t> indices;  // dataset indices
+  std::vector<Letterbox> letterboxes;  // per image, where it sits in the square (unaugmented batches)
 };
 
 struct LoaderOptions {

@@ -125,6 +125,7 @@ ApResult ap_per_class(const torch::Tensor& tp_in, const torch::Tensor& conf_in, 
   std::vector<std::vector<double>> P, R;
   for (const auto& [c, n_l] : nt) {
     res.classes.push_back(c);
+    res.nt.push_back(n_l);
     std::array<double, kNumIou> ap{};
     std::vector<double> p_curve(npx, 0.0), r_curve(npx, 0.0);
     std::vector<int64_t> idx;

@@ -21,6 +21,7 @@ double compute_ap(const std::vector<double>& recall, const std::vector<double>& 
 
 struct ApResult {
   std::vector<int> classes;      // classes present in the labels
+  std::vector<int64_t> nt;       // labels per class
   std::vector<double> p, r, f1;  // per class, at the max mean-F1 confidence
   std::vector<std::array<double, kNumIou>> ap;  // per class, per IoU threshold
   double mp = 0, mr = 0, map50 = 0, map = 0;

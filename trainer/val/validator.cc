@@ -46,14 +46,13 @@ ValResult validate(YoloModel& model, const Dataset& ds, BatchLoader& loader, con
     auto targets = batch.targets;
     for (size_t i = 0; i < dets.size(); ++i) {
       // Clip to the image area inside the letterbox (YOLOv5 clips in native space).
-      const auto& img = ds.image(batch.indices[i]);
-      const double left = std::lround((S - img.w) / 2.0 - 0.1), top = std::lround((S - img.h) / 2.0 - 0.1);
+      const Letterbox& lb = batch.letterboxes[i];
       auto d = dets[i];
       if (d.size(0)) {
-        d.select(1, 0).clamp_(left, left + img.w);
-        d.select(1, 2).clamp_(left, left + img.w);
-        d.select(1, 1).clamp_(top, top + img.h);
-        d.select(1, 3).clamp_(top, top + img.h);
+        d.select(1, 0).clamp_(lb.padw, lb.padw + lb.w);
+        d.select(1, 2).clamp_(lb.padw, lb.padw + lb.w);
+        d.select(1, 1).clamp_(lb.padh, lb.padh + lb.h);
+        d.select(1, 3).clamp_(lb.padh, lb.padh + lb.h);
       }
       auto t = targets.index({targets.select(1, 0) == static_cast<float>(i)});
       auto labels = torch::cat({t.narrow(1, 1, 1), xywh2xyxy(t.narrow(1, 2, 4) * S)}, 1);
@@ -75,13 +74,10 @@ ValResult validate(YoloModel& model, const Dataset& ds, BatchLoader& loader, con
   if (opts.verbose) {
     for (size_t c = 0; c < res.detail.classes.size(); ++c) {
       const int cls = res.detail.classes[c];
-      int64_t n = 0;
-      for (size_t i = 0; i < ds.size(); ++i)
-        for (const auto& row : ds.labels(i)) n += static_cast<int>(row[0]) == cls;
       double map = 0;
       for (double v : res.detail.ap[c]) map += v / kNumIou;
       const std::string name = cls < static_cast<int>(opts.names.size()) ? opts.names[cls] : std::to_string(cls);
-      log_line(val_line(name, res.images, n, res.detail.p[c], res.detail.r[c], res.detail.ap[c][0], map));
+      log_line(val_line(name, res.images, res.detail.nt[c], res.detail.p[c], res.detail.r[c], res.detail.ap[c][0], map));
     }
   }
   if (was_training) model->train();
