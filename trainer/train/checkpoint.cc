@@ -79,11 +79,11 @@ void save_checkpoint(const std::string& path, YoloModel& model, YoloModel* ema, 
   fs::rename(tmp, path);
 }
 
-CheckpointMeta read_checkpoint_meta(const std::string& path) {
+CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
   if (!fs::exists(path)) throw std::runtime_error("checkpoint not found: " + path);
-  torch::serialize::InputArchive ar;
-  ar.load_from(path);
-  CheckpointMeta m;
+  ar_.load_from(path);
+  auto& ar = ar_;
+  CheckpointMeta& m = meta_;
   c10::IValue v;
   if (ar.try_read("meta.epoch", v)) m.epoch = v.toInt();
   if (ar.try_read("meta.best_fitness", v)) m.best_fitness = v.toDouble();
@@ -97,19 +97,17 @@ CheckpointMeta read_checkpoint_meta(const std::string& path) {
     m.names.push_back(names.substr(start, pos - start));
   m.hyp_yaml = read_string(ar, "meta.hyp_yaml");
   m.opt_yaml = read_string(ar, "meta.opt_yaml");
-  return m;
 }
 
-void load_weights(const std::string& path, YoloModel& model, const std::string& which) {
-  torch::serialize::InputArchive ar;
-  ar.load_from(path);
-  if (which == "ema" && read_module(ar, path, "ema.", model, false)) return;
-  read_module(ar, path, "model.", model, true);
+CheckpointMeta read_checkpoint_meta(const std::string& path) { return CheckpointReader(path).meta(); }
+
+void CheckpointReader::load_weights(YoloModel& model, const std::string& which) {
+  if (which == "ema" && read_module(ar_, path_, "ema.", model, false)) return;
+  read_module(ar_, path_, "model.", model, true);
 }
 
-void load_training_state(const std::string& path, SGD* opt, GradScaler* scaler) {
-  torch::serialize::InputArchive ar;
-  ar.load_from(path);
+void CheckpointReader::load_training_state(SGD* opt, GradScaler* scaler) {
+  auto& ar = ar_;
   if (opt) {
     auto& groups = opt->groups();
     auto& bufs = opt->momentum_buffers();
@@ -130,11 +128,12 @@ void load_training_state(const std::string& path, SGD* opt, GradScaler* scaler) 
 }
 
 YoloModel load_model_from_checkpoint(const std::string& path, CheckpointMeta* meta) {
-  *meta = read_checkpoint_meta(path);
+  CheckpointReader ckpt(path);
+  *meta = ckpt.meta();
   auto cfg = parse_model_config(meta->cfg_yaml, meta->cfg_name);
   if (!meta->names.empty()) cfg.nc = static_cast<int>(meta->names.size());
   YoloModel model(cfg);
-  load_weights(path, model, "ema");
+  ckpt.load_weights(model, "ema");
   return model;
 }
 

@@ -27,12 +27,24 @@ struct CheckpointMeta {
 void save_checkpoint(const std::string& path, YoloModel& model, YoloModel* ema, SGD* opt, const GradScaler* scaler,
                      const CheckpointMeta& meta);
 
-CheckpointMeta read_checkpoint_meta(const std::string& path);
+// A checkpoint read from disk once; its parts are loaded from memory.
+class CheckpointReader {
+ public:
+  explicit CheckpointReader(const std::string& path);
+  const std::string& path() const { return path_; }
+  const CheckpointMeta& meta() const { return meta_; }
+  // Loads weights into a model built from the checkpoint's config. `which` is
+  // "model" or "ema" (falls back to "model" when the EMA is absent).
+  void load_weights(YoloModel& model, const std::string& which);
+  void load_training_state(SGD* opt, GradScaler* scaler);
 
-// Loads weights into a model built from the checkpoint's config. `which` is
-// "model" or "ema" (falls back to "model" when the EMA is absent).
-void load_weights(const std::string& path, YoloModel& model, const std::string& which);
-void load_training_state(const std::string& path, SGD* opt, GradScaler* scaler);
+ private:
+  std::string path_;
+  torch::serialize::InputArchive ar_;
+  CheckpointMeta meta_;
+};
+
+CheckpointMeta read_checkpoint_meta(const std::string& path);
 
 // Builds the model a checkpoint describes, with its EMA (or model) weights.
 YoloModel load_model_from_checkpoint(const std::string& path, CheckpointMeta* meta);

@@ -109,9 +109,11 @@ TrainOptions options_from_yaml(const std::string& text) {
 }
 
 Trainer::Trainer(TrainOptions opts, const std::string& resume_from) : opts_(std::move(opts)), resume_from_(resume_from) {
+  std::unique_ptr<CheckpointReader> ckpt;  // the run to resume, read once
   CheckpointMeta meta;
   if (!resume_from_.empty()) {
-    meta = read_checkpoint_meta(resume_from_);
+    ckpt = std::make_unique<CheckpointReader>(resume_from_);
+    meta = ckpt->meta();
     const std::string device = opts_.device;
     opts_ = options_from_yaml(meta.opt_yaml);
     if (!device.empty()) opts_.device = device;
@@ -171,14 +173,14 @@ Trainer::Trainer(TrainOptions opts, const std::string& resume_from) : opts_(std:
   scaler_ = std::make_unique<GradScaler>(amp_, device_);
 
   if (!resume_from_.empty()) {
-    load_weights(resume_from_, model_, "model");
-    load_training_state(resume_from_, optimizer_.get(), scaler_.get());
+    ckpt->load_weights(model_, "model");
+    ckpt->load_training_state(optimizer_.get(), scaler_.get());
     start_epoch_ = static_cast<int>(meta.epoch + 1);
     best_fitness_ = meta.best_fitness;
   }
   ema_ = std::make_unique<ModelEMA>(model_);
   if (!resume_from_.empty()) {
-    load_weights(resume_from_, ema_->model(), "ema");
+    ckpt->load_weights(ema_->model(), "ema");
     ema_->set_updates(meta.ema_updates);
   }
 
