@@ -266,8 +266,13 @@ void Trainer::set_epoch_lr(int epoch) {
   for (auto& g : optimizer_->groups()) g.lr = g.initial_lr * lf(epoch);
 }
 
+double Trainer::warmup_iterations() const {
+  // max(round(warmup_epochs * batches per epoch), 100), as train.py.
+  return std::max(std::nearbyint(hyp_.warmup_epochs * train_loader_->num_batches()), 100.0);
+}
+
 void Trainer::warmup(int64_t ni, int epoch) {
-  const double nw = std::max(std::nearbyint(hyp_.warmup_epochs * train_loader_->num_batches()), 100.0);
+  const double nw = warmup_iterations();
   accumulate_ = std::max(1, static_cast<int>(std::nearbyint(interp2(ni, 0, nw, 1, static_cast<double>(nbs_) / opts_.batch_size))));
   auto& groups = optimizer_->groups();
   for (size_t j = 0; j < groups.size(); ++j) {
@@ -302,7 +307,7 @@ EpochResult Trainer::train_epoch(int epoch) {
   model_->train();
   set_epoch_lr(epoch);
   const int nb = train_loader_->num_batches();
-  const double nw = std::max(std::nearbyint(hyp_.warmup_epochs * nb), 100.0);
+  const double nw = warmup_iterations();
   const int total = opts_.max_batches > 0 ? std::min(nb, opts_.max_batches) : nb;
   auto mloss = torch::zeros({3}, torch::TensorOptions().device(device_));
   const bool tty = stderr_is_tty();

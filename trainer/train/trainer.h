@@ -88,6 +88,7 @@ class Trainer {
   void step();  // the one place gradients become a parameter update
   double lf(double epoch) const;
   void set_epoch_lr(int epoch);
+  double warmup_iterations() const;
   void warmup(int64_t ni, int epoch);
   void write_results(const EpochResult& r);
   void save(const std::string& path, int epoch);
