@@ -48,8 +48,6 @@ class ComputeLoss {
   // preds: raw (bs, na, ny, nx, 5 + nc) per level.
   Result operator()(const std::vector<torch::Tensor>& preds, const torch::Tensor& targets) const;
 
-  int nl() const { return nl_; }
-
  private:
   torch::Tensor anchors_cpu_;
   int nl_, na_, nc_;

@@ -10,12 +10,6 @@ torch::Tensor xywh2xyxy(const torch::Tensor& x) {
   return torch::cat({xy - half, xy + half}, -1);
 }
 
-torch::Tensor xyxy2xywh(const torch::Tensor& x) {
-  auto p1 = x.narrow(-1, 0, 2);
-  auto p2 = x.narrow(-1, 2, 2);
-  return torch::cat({(p1 + p2) / 2, p2 - p1}, -1);
-}
-
 torch::Tensor bbox_iou(const torch::Tensor& box1, const torch::Tensor& box2, bool xywh, bool ciou,
                        double eps) {
   torch::Tensor b1x1, b1y1, b1x2, b1y2, b2x1, b2y1, b2x2, b2y2, w1, h1, w2, h2;
@@ -64,15 +58,6 @@ torch::Tensor bbox_iou(const torch::Tensor& box1, const torch::Tensor& box2, boo
     alpha = v / (v - iou + (1 + eps));
   }
   return iou - (rho2 / c2 + v * alpha);
-}
-
-torch::Tensor box_iou(const torch::Tensor& box1, const torch::Tensor& box2, double eps) {
-  auto a = box1.unsqueeze(1).chunk(2, 2);  // (N,1,2) x2
-  auto b = box2.unsqueeze(0).chunk(2, 2);  // (1,M,2) x2
-  auto inter = (torch::min(a[1], b[1]) - torch::max(a[0], b[0])).clamp_min(0).prod(2);
-  auto area1 = (a[1] - a[0]).prod(2);
-  auto area2 = (b[1] - b[0]).prod(2);
-  return inter / (area1 + area2 - inter + eps);
 }
 
 }  // namespace yolo

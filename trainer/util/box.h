@@ -5,18 +5,14 @@
 
 namespace yolo {
 
-// (..., 4) centre-size <-> corner boxes.
+// (..., 4) centre-size to corner boxes.
 torch::Tensor xywh2xyxy(const torch::Tensor& x);
-torch::Tensor xyxy2xywh(const torch::Tensor& x);
 
 // Element-wise IoU of box1[i] with box2[i] (broadcasting over leading dims),
 // boxes as (..., 4). With ciou=true returns Complete-IoU as in YOLOv5's
 // bbox_iou (eps 1e-7, alpha computed without gradient).
 torch::Tensor bbox_iou(const torch::Tensor& box1, const torch::Tensor& box2, bool xywh, bool ciou,
                        double eps = 1e-7);
-
-// Pairwise IoU matrix (N, M) of xyxy boxes (N, 4) and (M, 4).
-torch::Tensor box_iou(const torch::Tensor& box1, const torch::Tensor& box2, double eps = 1e-7);
 
 // Plain-float IoU for CPU loops (xyxy).
 inline float iou_xyxy(const float* a, const float* b) {
