@@ -7,6 +7,7 @@
 #include "data/augment.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "scratch_dir.h"
 
 using namespace yolo;
 namespace fs = std::filesystem;
@@ -19,13 +20,12 @@ std::string parse_error(const std::string& text, int nc = 3) {
   return parse_label_text(text, nc, &rows, &err) ? std::string() : err;
 }
 
-// A scratch YOLO dataset: images/{train,val} + labels/{train,val}.
-fs::path make_scratch(const std::string& name) {
-  fs::path root = fs::temp_directory_path() / ("yolo-test-" + name + "-" + std::to_string(::getpid()));
-  fs::remove_all(root);
-  for (const char* s : {"images/train", "labels/train"}) fs::create_directories(root / s);
-  return root;
-}
+// A scratch YOLO dataset: images/train + labels/train.
+struct ScratchDataset : ScratchDir {
+  explicit ScratchDataset(const std::string& name) : ScratchDir(name) {
+    for (const char* s : {"images/train", "labels/train"}) fs::create_directories(path() / s);
+  }
+};
 
 void write_image(const fs::path& p, int w, int h, uint8_t v) {
   ImageU8 img(w, h, v);
@@ -71,7 +71,7 @@ TEST(Labels, LabelPathReplacesLastImagesDir) {
 }
 
 TEST(Dataset, SkipsBadFilesAndNeverCrashes) {
-  auto root = make_scratch("skip");
+  ScratchDataset root("skip");
   write_image(root / "images/train/good.png", 64, 48, 50);
   std::ofstream(root / "labels/train/good.txt") << "0 0.5 0.5 0.25 0.5\n";
   write_image(root / "images/train/background.png", 32, 32, 90);  // no label file
@@ -87,13 +87,12 @@ TEST(Dataset, SkipsBadFilesAndNeverCrashes) {
   EXPECT_EQ(ds.image(1).w, 64);
   EXPECT_EQ(ds.image(1).h, 48);
   EXPECT_EQ(ds.instances(), 1u);
-  fs::remove_all(root);
 }
 
 TEST(Dataset, MissingSourcesAndYamlAreClearErrors) {
   EXPECT_THROW(list_images({"/nonexistent/dir"}), std::runtime_error);
   EXPECT_THROW(load_dataset_config("/nonexistent/data.yaml"), std::runtime_error);
-  auto root = make_scratch("yaml");
+  ScratchDataset root("yaml");
   std::ofstream(root / "d.yaml") << "path: .\ntrain: images/train\nval: images/train\nnames:\n  0: a\n  1: b\n";
   auto cfg = load_dataset_config((root / "d.yaml").string());
   EXPECT_EQ(cfg.nc(), 2);
@@ -101,7 +100,6 @@ TEST(Dataset, MissingSourcesAndYamlAreClearErrors) {
   EXPECT_EQ(cfg.train[0], (root / "images/train").lexically_normal().string());
   std::ofstream(root / "bad.yaml") << "train: x\nval: y\n";
   EXPECT_THROW(load_dataset_config((root / "bad.yaml").string()), std::runtime_error);
-  fs::remove_all(root);
 }
 
 TEST(Augment, LetterboxPadsAndCentres) {
@@ -124,7 +122,7 @@ TEST(Augment, LetterboxPadsAndCentres) {
 }
 
 TEST(Loader, DeterministicForASeedWhateverTheWorkers) {
-  auto root = make_scratch("loader");
+  ScratchDataset root("loader");
   for (int i = 0; i < 6; ++i) {
     write_image(root / "images/train" / ("im" + std::to_string(i) + ".png"), 80 + 8 * i, 64, static_cast<uint8_t>(20 * i));
     std::ofstream(root / "labels/train" / ("im" + std::to_string(i) + ".txt")) << "1 0.5 0.5 0.4 0.4\n0 0.2 0.3 0.1 0.2\n";
@@ -165,14 +163,14 @@ TEST(Loader, DeterministicForASeedWhateverTheWorkers) {
   sync_loader.start_epoch(1);
   ASSERT_TRUE(sync_loader.next(&a));
   EXPECT_FALSE(torch::equal(a.images, b.images));
-  fs::remove_all(root);
 }
 
 TEST(ShapesDataset, SameOutputWhateverTheThreadCount) {
   const char* tool = std::getenv("MAKE_SHAPES_DATASET");
   if (!tool) GTEST_SKIP() << "MAKE_SHAPES_DATASET not set";
-  const fs::path a = fs::temp_directory_path() / ("yolo-shapes-a-" + std::to_string(::getpid()));
-  const fs::path b = fs::temp_directory_path() / ("yolo-shapes-b-" + std::to_string(::getpid()));
+  ScratchDir scratch_a("shapes-a"), scratch_b("shapes-b");
+  const fs::path& a = scratch_a.path();
+  const fs::path& b = scratch_b.path();
   for (const auto& [dir, threads] : {std::pair{a, 1}, std::pair{b, 3}}) {
     const std::string cmd = std::string(tool) + " --out " + dir.string() +
                             " --train 6 --val 2 --img 96 --seed 11 --threads " + std::to_string(threads) + " 2>/dev/null";
@@ -196,6 +194,4 @@ TEST(ShapesDataset, SameOutputWhateverTheThreadCount) {
   Dataset ds(cfg.train, cfg.nc(), 96, 2, "shapes");
   EXPECT_EQ(ds.size(), 6u);
   EXPECT_GT(ds.instances(), 0u);
-  fs::remove_all(a);
-  fs::remove_all(b);
 }

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "scratch_dir.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -13,15 +14,24 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path tiny_dataset() {
-  static fs::path root;
-  if (!root.empty()) return root;
-  const char* tool = std::getenv("MAKE_SHAPES_DATASET");
-  if (!tool) tool = "make-shapes-dataset";
-  root = fs::temp_directory_path() / ("yolo-tiny-shapes-" + std::to_string(::getpid()));
-  const std::string cmd = std::string(tool) + " --out " + root.string() + " --train 64 --val 8 --img 128 --seed 3";
-  if (std::system(cmd.c_str()) != 0) throw std::runtime_error("make-shapes-dataset failed: " + cmd);
-  return root;
+// Made once per process and removed at exit, with the runs folder.
+const fs::path& tiny_dataset() {
+  static ScratchDir root("tiny-shapes");
+  static bool made = false;
+  if (!made) {
+    const char* tool = std::getenv("MAKE_SHAPES_DATASET");
+    if (!tool) tool = "make-shapes-dataset";
+    const std::string cmd =
+        std::string(tool) + " --out " + root.path().string() + " --train 64 --val 8 --img 128 --seed 3";
+    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("make-shapes-dataset failed: " + cmd);
+    made = true;
+  }
+  return root.path();
+}
+
+const fs::path& runs_dir() {
+  static ScratchDir runs("runs");
+  return runs.path();
 }
 
 TrainOptions tiny_options(const std::string& name) {
@@ -32,7 +42,7 @@ TrainOptions tiny_options(const std::string& name) {
   o.batch_size = 8;
   o.workers = 2;
   o.device = "cpu";
-  o.project = (fs::temp_directory_path() / ("yolo-runs-" + std::to_string(::getpid()))).string();
+  o.project = runs_dir().string();
   o.name = name;
   o.seed = 1;
   return o;
@@ -44,7 +54,7 @@ TEST(TrainLoop, LossFallsOverAFewDozenSteps) {
   // 50 optimizer steps on 64 images without augmentation (one batch of 64 per
   // epoch, so no gradient accumulation), starting past YOLOv5's 100-iteration
   // warmup so the steps run at a real learning rate.
-  const fs::path hyp = fs::temp_directory_path() / ("yolo-test-hyp-" + std::to_string(::getpid()) + ".yaml");
+  const fs::path hyp = runs_dir() / "loss-hyp.yaml";
   std::ofstream(hyp) << "lr0: 0.2\nmosaic: 0.0\nfliplr: 0.0\nhsv_h: 0.0\nhsv_s: 0.0\nhsv_v: 0.0\n"
                         "translate: 0.0\nscale: 0.0\n";
   auto o = tiny_options("loss");
@@ -65,7 +75,6 @@ TEST(TrainLoop, LossFallsOverAFewDozenSteps) {
   EXPECT_LT(last, 0.85 * first) << "per-step loss: " << trace;
   EXPECT_EQ(t.optimizer_steps(), 50);
   EXPECT_EQ(t.skipped_steps(), 0);
-  fs::remove(hyp);
 }
 
 TEST(TrainLoop, ResumeContinuesFromLastCheckpoint) {
