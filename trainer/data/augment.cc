@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "util/hsv.h"
+
 namespace yolo {
 
 namespace {
@@ -218,20 +220,8 @@ void augment_hsv(ImageU8& img, double hgain, double sgain, double vgain, SampleR
       if (h >= 180) h -= 180;
     }
     const int H = lut_h[h], S = lut_s[s], V = lut_v[v];
-    // HSV -> RGB
-    const float hh = H * 2.f / 60.f, ss = S / 255.f, vv = static_cast<float>(V);
-    const int sector = static_cast<int>(hh) % 6;
-    const float f = hh - std::floor(hh);
-    const float pp = vv * (1 - ss), q = vv * (1 - ss * f), t = vv * (1 - ss * (1 - f));
     float R, G, B;
-    switch (sector) {
-      case 0: R = vv, G = t, B = pp; break;
-      case 1: R = q, G = vv, B = pp; break;
-      case 2: R = pp, G = vv, B = t; break;
-      case 3: R = pp, G = q, B = vv; break;
-      case 4: R = t, G = pp, B = vv; break;
-      default: R = vv, G = pp, B = q; break;
-    }
+    hsv_to_rgb(H * 2.f / 60.f, S / 255.f, static_cast<float>(V), &R, &G, &B);
     p[0] = static_cast<uint8_t>(R + 0.5f), p[1] = static_cast<uint8_t>(G + 0.5f), p[2] = static_cast<uint8_t>(B + 0.5f);
   }
 }

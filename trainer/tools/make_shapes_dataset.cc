@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include "util/hsv.h"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -59,17 +61,8 @@ double iou(const Box& a, const Box& b) {
 void random_colour(Rng& rng, uint8_t* c) {
   // Saturated-ish colours from HSV so shapes are not all grey.
   const double h = rng.uniform(0, 6), s = rng.uniform(0.35, 1.0), v = rng.uniform(0.3, 1.0);
-  const int i = static_cast<int>(h) % 6;
-  const double f = h - std::floor(h), p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
   double r, g, b;
-  switch (i) {
-    case 0: r = v, g = t, b = p; break;
-    case 1: r = q, g = v, b = p; break;
-    case 2: r = p, g = v, b = t; break;
-    case 3: r = p, g = q, b = v; break;
-    case 4: r = t, g = p, b = v; break;
-    default: r = v, g = p, b = q; break;
-  }
+  yolo::hsv_to_rgb(h, s, v, &r, &g, &b);
   c[0] = static_cast<uint8_t>(r * 255), c[1] = static_cast<uint8_t>(g * 255), c[2] = static_cast<uint8_t>(b * 255);
 }
 
