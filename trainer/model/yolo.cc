@@ -8,11 +8,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "trainer_config.h"
 #include "util/log.h"
-
-#ifndef YOLO_MODELS_DIR
-#define YOLO_MODELS_DIR "trainer/models"
-#endif
 
 namespace fs = std::filesystem;
 

@@ -63,15 +63,15 @@ fi
 [ "$TORCH_ABI" = 1 ] || fail "LibTorch uses the pre-C++11 string ABI; the Debian-built yaml-cpp/fmt need _GLIBCXX_USE_CXX11_ABI=1"
 for l in torch torch_cpu c10; do [ -f "$TORCH_LIB/lib$l.so" ] || fail "$TORCH_LIB/lib$l.so missing"; done
 TORCH_LINK=(-L"$TORCH_LIB" -Wl,-rpath,"$TORCH_LIB")
-CUDA_FLAGS=()
+CUDA_FLAGS=()   # CUDA runtime headers, for the allocator statistics
+CUDA_STATS=0
 if [ -f "$TORCH_LIB/libtorch_cuda.so" ] && [ -f "$TORCH_LIB/libc10_cuda.so" ]; then
   # --no-as-needed: loading torch_cuda registers the CUDA kernels. The CUDA
   # libraries it needs are found at run time through its own RUNPATH (the
   # nvidia wheels), so the link does not insist on resolving them now.
   TORCH_LINK+=(-Wl,--allow-shlib-undefined -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed)
-  CUDA_FLAGS+=(-DYOLO_TORCH_CUDA=1)
   for d in "${CUDA_HOME:-/usr/local/cuda}/include" /usr/local/cuda/include; do
-    if [ -f "$d/cuda_runtime_api.h" ]; then CUDA_FLAGS+=(-isystem "$d" -DYOLO_CUDA_STATS=1); break; fi
+    if [ -f "$d/cuda_runtime_api.h" ]; then CUDA_FLAGS+=(-isystem "$d"); CUDA_STATS=1; break; fi
   done
 elif [ "$DEVICE" = cuda ]; then
   fail "no libtorch_cuda.so in $TORCH_LIB"
@@ -99,10 +99,18 @@ CXX=${CXX:-g++}
 SRCS=$(sed -n "/^trainer_sources = files(/,/^)/p" trainer/meson.build | grep -o "'[^']*\.cc'" | tr -d "'")
 [ -n "$SRCS" ] || fail "could not read trainer_sources from trainer/meson.build"
 # LibTorch ships its own (newer) fmt headers: use fmt header-only so headers and code always match.
-CXXFLAGS=(-std=c++20 -O2 -DNDEBUG -fPIC -DFMT_HEADER_ONLY=1 -D_GLIBCXX_USE_CXX11_ABI="$TORCH_ABI" -Itrainer
-          -DYOLO_MODELS_DIR="\"$ROOT/trainer/models\"")
+CXXFLAGS=(-std=c++20 -O2 -DNDEBUG -fPIC -DFMT_HEADER_ONLY=1 -D_GLIBCXX_USE_CXX11_ABI="$TORCH_ABI" -Itrainer)
 for d in "${TORCH_INC[@]}"; do CXXFLAGS+=(-isystem "$d"); done
 CXXFLAGS+=("${DEP_INC[@]}")
+# trainer_config.h as trainer/meson.build writes it (a second copy without the
+# allocator statistics for the fallback build of train/device.cc).
+write_config() {  # dir with-stats
+  mkdir -p "$1"
+  { [ "$2" = 1 ] && echo "#define YOLO_HAVE_CUDA_STATS 1"
+    echo "#define YOLO_MODELS_DIR \"$ROOT/trainer/models\""; } > "$1/trainer_config.h"
+}
+write_config "$B/config" "$CUDA_STATS"
+write_config "$B/config-nostats" 0
 : > "$OUT/build.log"
 rm -f "$B"/obj/*.o "$B"/obj/*.log
 compile() {  # src obj extra-flags...   (log beside the object, gathered below)
@@ -115,7 +123,7 @@ objs=()
 for s in $SRCS yolov5_train.cc; do
   o="$B/obj/$(echo "$s" | tr / _).o"
   objs+=("$o")
-  compile "trainer/$s" "$o" "${CUDA_FLAGS[@]}" &
+  compile "trainer/$s" "$o" -I"$B/config" "${CUDA_FLAGS[@]}" &
   pids+=($!)
   while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 0.2; done
 done
@@ -124,11 +132,11 @@ done
 failed=0
 for p in "${pids[@]}"; do wait "$p" || failed=1; done
 gather_logs
-if [ "$failed" = 1 ] && [ ! -f "$B/obj/train_device.cc.o" ] && [ ${#CUDA_FLAGS[@]} -gt 1 ]; then
+if [ "$failed" = 1 ] && [ ! -f "$B/obj/train_device.cc.o" ] && [ "$CUDA_STATS" = 1 ]; then
   # Allocator statistics are the only code using c10/cuda headers; without
   # them the trainer still runs (memory then comes from nvidia-smi only).
   step "retrying train/device.cc without CUDA allocator statistics"
-  compile trainer/train/device.cc "$B/obj/train_device.cc.o" -DYOLO_TORCH_CUDA=1 || true
+  compile trainer/train/device.cc "$B/obj/train_device.cc.o" -I"$B/config-nostats" || true
   gather_logs
   failed=0
   for o in "${objs[@]}"; do [ -f "$o" ] || failed=1; done

@@ -7,7 +7,9 @@
 #include <cstdlib>
 #include <stdexcept>
 
-#if defined(YOLO_CUDA_STATS)
+#include "trainer_config.h"
+
+#if defined(YOLO_HAVE_CUDA_STATS)
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
@@ -42,7 +44,7 @@ void cuda_setup_fast_kernels() {
 }
 
 void cuda_empty_cache(const torch::Device& d) {
-#if defined(YOLO_CUDA_STATS)
+#if defined(YOLO_HAVE_CUDA_STATS)
   if (d.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
 #else
   (void)d;
@@ -55,7 +57,7 @@ void cuda_synchronize(const torch::Device& d) {
 
 GpuMemory cuda_memory(const torch::Device& d) {
   GpuMemory m;
-#if defined(YOLO_CUDA_STATS)
+#if defined(YOLO_HAVE_CUDA_STATS)
   if (d.is_cuda()) {
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(d.index());
     constexpr size_t kAggregate = 0;  // StatType::AGGREGATE
@@ -70,7 +72,7 @@ GpuMemory cuda_memory(const torch::Device& d) {
 }
 
 void cuda_reset_peak(const torch::Device& d) {
-#if defined(YOLO_CUDA_STATS)
+#if defined(YOLO_HAVE_CUDA_STATS)
   if (d.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(d.index());
 #else
   (void)d;
