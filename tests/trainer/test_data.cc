@@ -84,8 +84,8 @@ TEST(Dataset, SkipsBadFilesAndNeverCrashes) {
   ASSERT_EQ(ds.size(), 2u);
   EXPECT_NE(ds.path(0).find("background"), std::string::npos);
   EXPECT_NE(ds.path(1).find("good"), std::string::npos);
-  EXPECT_EQ(ds.image(1).w, 64);
-  EXPECT_EQ(ds.image(1).h, 48);
+  EXPECT_EQ(ds.image(1)->w, 64);
+  EXPECT_EQ(ds.image(1)->h, 48);
   EXPECT_EQ(ds.instances(), 1u);
 }
 
@@ -93,13 +93,63 @@ TEST(Dataset, MissingSourcesAndYamlAreClearErrors) {
   EXPECT_THROW(list_images({"/nonexistent/dir"}), std::runtime_error);
   EXPECT_THROW(load_dataset_config("/nonexistent/data.yaml"), std::runtime_error);
   ScratchDataset root("yaml");
-  std::ofstream(root / "d.yaml") << "path: .\ntrain: images/train\nval: images/train\nnames:\n  0: a\n  1: b\n";
-  auto cfg = load_dataset_config((root / "d.yaml").string());
-  EXPECT_EQ(cfg.nc(), 2);
-  EXPECT_EQ(cfg.names[1], "b");
-  EXPECT_EQ(cfg.train[0], (root / "images/train").lexically_normal().string());
   std::ofstream(root / "bad.yaml") << "train: x\nval: y\n";
-  EXPECT_THROW(load_dataset_config((root / "bad.yaml").string()), std::runtime_error);
+  try {
+    load_dataset_config((root / "bad.yaml").string());
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("'names' field missing"), std::string::npos) << e.what();
+  }
+  std::ofstream(root / "keys.yaml") << "train: x\nval: y\nnames:\n  a: cat\n";
+  EXPECT_THROW(load_dataset_config((root / "keys.yaml").string()), std::runtime_error);
+}
+
+// check_dataset's rules: a relative `path` from YOLOv5's ROOT (here the base
+// directory given, the working directory by default), not from the YAML's
+// folder; splits relative to `path`; a missing "../x" retried as "x"; nc from names.
+TEST(Dataset, YamlPathsResolveAsYolov5) {
+  ScratchDataset root("yamlpaths");
+  fs::create_directories(root / "cfg");
+  fs::create_directories(root / "data/images/val");
+  std::ofstream(root / "cfg/d.yaml") << "path: data\ntrain: ../images/train\nval: [images/val]\ntest:\n"
+                                        "nc: 5\nnames: [cat, dog]\n";
+  auto cfg = load_dataset_config((root / "cfg/d.yaml").string(), root.path().string());
+  EXPECT_EQ(cfg.root, (root / "data").string());
+  EXPECT_EQ(cfg.train, (std::vector<std::string>{(root / "images/train").string()}));  // data/../images/train exists
+  EXPECT_EQ(cfg.val, (std::vector<std::string>{(root / "data/images/val").string()}));
+  EXPECT_TRUE(cfg.test.empty());
+  EXPECT_EQ(cfg.nc(), 2);  // the stale nc: 5 is a warning; names decide
+  EXPECT_EQ(cfg.names[1], "dog");
+  // "../x" that does not exist from `path` is tried as "x" (a single entry only).
+  std::ofstream(root / "cfg/e.yaml") << "path: data\ntrain: ../images/val\nval: images/val\ntest: images/val\n"
+                                        "names: {0: a}\n";
+  cfg = load_dataset_config((root / "cfg/e.yaml").string(), root.path().string());
+  EXPECT_EQ(cfg.train[0], (root / "data/images/val").string());
+  EXPECT_EQ(split_for_task(cfg, "test"), cfg.test);
+  EXPECT_EQ(split_for_task(cfg, "train"), cfg.train);
+  // No `path`: the base directory itself; an absolute `path` stays.
+  std::ofstream(root / "cfg/f.yaml") << "train: images/train\nval: images/train\nnames: [a]\n";
+  EXPECT_EQ(load_dataset_config((root / "cfg/f.yaml").string(), root.path().string()).train[0],
+            (root / "images/train").string());
+  std::ofstream(root / "cfg/g.yaml") << "path: " << (root / "data").string() << "\ntrain: images/val\nval: images/val\n"
+                                        "names: [a]\n";
+  EXPECT_EQ(load_dataset_config((root / "cfg/g.yaml").string(), "/elsewhere").train[0],
+            (root / "data/images/val").string());
+}
+
+TEST(Dataset, ValTasksOtherThanTrainValTestAreRefused) {
+  DatasetConfig cfg;
+  cfg.yaml_path = "d.yaml";
+  cfg.train = {"/t"}, cfg.val = {"/v"};
+  EXPECT_EQ(split_for_task(cfg, "val"), cfg.val);
+  for (const char* task : {"test", "speed", "study", "vall"}) {
+    try {
+      split_for_task(cfg, task);
+      FAIL() << task;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("--task ") + task), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Augment, LetterboxPadsAndCentres) {

@@ -1,7 +1,5 @@
 #include "data/dataset.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -18,79 +16,23 @@ namespace fs = std::filesystem;
 
 namespace yolo {
 
-namespace {
-
-bool is_image_file(const fs::path& p) {
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  for (const char* e : {".jpg", ".jpeg", ".png", ".bmp", ".tga", ".ppm", ".pgm", ".gif", ".psd", ".hdr"})
-    if (ext == e) return true;
-  return false;
-}
-
-std::vector<std::string> as_list(const YAML::Node& n) {
-  std::vector<std::string> out;
-  if (!n) return out;
-  if (n.IsSequence()) {
-    for (const auto& x : n) out.push_back(x.as<std::string>());
-  } else {
-    out.push_back(n.as<std::string>());
-  }
-  return out;
-}
-
-}  // namespace
-
-DatasetConfig load_dataset_config(const std::string& yaml_path) {
-  if (!fs::exists(yaml_path)) throw std::runtime_error("dataset YAML not found: " + yaml_path);
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(yaml_path);
-  } catch (const YAML::Exception& e) {
-    throw std::runtime_error("cannot parse dataset YAML " + yaml_path + ": " + e.what());
-  }
-  DatasetConfig cfg;
-  cfg.yaml_path = yaml_path;
-  const fs::path yaml_dir = fs::absolute(yaml_path).parent_path();
-  // A relative `path` is taken relative to the YAML file's directory.
-  fs::path base = root["path"] ? fs::path(root["path"].as<std::string>()) : yaml_dir;
-  if (base.is_relative()) base = yaml_dir / base;
-  cfg.root = base.lexically_normal().string();
-  auto resolve = [&](const std::string& p) {
-    fs::path q(p);
-    return (q.is_relative() ? base / q : q).lexically_normal().string();
-  };
-  for (const auto& s : as_list(root["train"])) cfg.train.push_back(resolve(s));
-  for (const auto& s : as_list(root["val"])) cfg.val.push_back(resolve(s));
-  const YAML::Node names = root["names"];
-  if (!names) throw std::runtime_error("dataset YAML has no 'names': " + yaml_path);
-  if (names.IsSequence()) {
-    for (const auto& n : names) cfg.names.push_back(n.as<std::string>());
-  } else if (names.IsMap()) {
-    std::vector<std::pair<int, std::string>> kv;
-    for (const auto& n : names) kv.emplace_back(n.first.as<int>(), n.second.as<std::string>());
-    std::sort(kv.begin(), kv.end());
-    for (size_t i = 0; i < kv.size(); ++i) {
-      if (kv[i].first != static_cast<int>(i))
-        throw std::runtime_error("dataset YAML 'names' keys must be 0..nc-1: " + yaml_path);
-      cfg.names.push_back(kv[i].second);
-    }
-  }
-  if (root["nc"] && root["nc"].as<int>() != cfg.nc())
-    throw std::runtime_error("dataset YAML: nc does not match the number of names: " + yaml_path);
-  if (cfg.names.empty()) throw std::runtime_error("dataset YAML has no class names: " + yaml_path);
-  if (cfg.train.empty()) throw std::runtime_error("dataset YAML has no 'train': " + yaml_path);
-  if (cfg.val.empty()) throw std::runtime_error("dataset YAML has no 'val': " + yaml_path);
-  return cfg;
-}
-
 std::vector<std::string> list_images(const std::vector<std::string>& sources) {
   std::vector<std::string> out;
+  auto take = [&](const fs::path& p) {
+    switch (classify_image_extension(p.string())) {
+      case ImageExtension::supported: out.push_back(p.string()); break;
+      case ImageExtension::unsupported:
+        throw std::runtime_error(fmt::format("{}: {} images are not supported (supported: {}); convert them or leave "
+                                             "them out of the dataset",
+                                             p.string(), p.extension().string(), kSupportedImageExtensions));
+      case ImageExtension::not_image: break;  // as YOLOv5, other files are not images
+    }
+  };
   for (const auto& src : sources) {
     const fs::path p(src);
     if (fs::is_directory(p)) {
       for (const auto& e : fs::recursive_directory_iterator(p))
-        if (e.is_regular_file() && is_image_file(e.path())) out.push_back(e.path().string());
+        if (e.is_regular_file()) take(e.path());
     } else if (p.extension() == ".txt" && fs::is_regular_file(p)) {
       std::ifstream in(p);
       std::string line;
@@ -99,10 +41,12 @@ std::vector<std::string> list_images(const std::vector<std::string>& sources) {
         if (line.empty()) continue;
         fs::path q(line);
         if (q.is_relative()) q = p.parent_path() / q;
-        out.push_back(q.lexically_normal().string());
+        take(q.lexically_normal());
       }
-    } else if (fs::is_regular_file(p) && is_image_file(p)) {
-      out.push_back(p.string());
+    } else if (fs::is_regular_file(p)) {
+      if (classify_image_extension(p.string()) == ImageExtension::not_image)
+        throw std::runtime_error(fmt::format("{}: not an image ({}) nor a .txt list", src, kSupportedImageExtensions));
+      take(p);
     } else {
       throw std::runtime_error("image source does not exist: " + src);
     }
@@ -183,52 +127,71 @@ bool parse_label_file(const std::string& path, int nc, std::vector<LabelRow>* ro
 
 Dataset::Dataset(const std::vector<std::string>& sources, int nc, int img_size, int threads,
                  const std::string& split_name)
-    : img_size_(img_size) {
+    : Dataset(sources, nc, DatasetOptions{img_size, threads, CacheMode::ram, 1, split_name}) {}
+
+Dataset::Dataset(const std::vector<std::string>& sources, int nc, const DatasetOptions& opts) : img_size_(opts.img_size) {
+  const std::string& split = opts.split_name;
   const auto files = list_images(sources);
   const size_t n = files.size();
-  std::vector<ImageU8> images(n);
   std::vector<std::vector<LabelRow>> labels(n);
   std::vector<std::array<int, 2>> native(n);
   std::vector<char> ok(n, 0);
   std::atomic<size_t> next{0};
+  // Labels and image headers (the sizes), as YOLOv5's label cache step.
   auto work = [&] {
     for (size_t i; (i = next++) < n;) {
       std::string err;
       const std::string lp = label_path_for(files[i]);
       if (!parse_label_file(lp, nc, &labels[i], &err)) {
-        log_warn("{}: skipping {}: bad label file {}: {}", split_name, files[i], lp, err);
+        log_warn("{}: skipping {}: bad label file {}: {}", split, files[i], lp, err);
         continue;
       }
       try {
-        ImageU8 img = read_image(files[i]);
-        native[i] = {img.w, img.h};
-        const double r = static_cast<double>(img_size) / std::max(img.w, img.h);
-        if (r != 1.0) {
-          const int w = std::max(1, static_cast<int>(std::lround(img.w * r)));
-          const int h = std::max(1, static_cast<int>(std::lround(img.h * r)));
-          img = resize(img, w, h);
-        }
-        images[i] = std::move(img);
+        native[i] = read_image_size(files[i]);
         ok[i] = 1;
       } catch (const std::exception& e) {
-        log_warn("{}: skipping {}: {}", split_name, files[i], e.what());
+        log_warn("{}: skipping {}: {}", split, files[i], e.what());
       }
     }
   };
   std::vector<std::thread> pool;
-  for (int t = 0; t < std::max(1, threads); ++t) pool.emplace_back(work);
+  for (int t = 0; t < std::max(1, opts.threads); ++t) pool.emplace_back(work);
   for (auto& t : pool) t.join();
+  std::vector<std::string> usable;
   for (size_t i = 0; i < n; ++i) {
     if (!ok[i]) continue;
-    images_.push_back(std::move(images[i]));
+    usable.push_back(files[i]);
     labels_.push_back(std::move(labels[i]));
-    paths_.push_back(files[i]);
     native_.push_back(native[i]);
   }
-  if (images_.empty()) throw std::runtime_error(split_name + ": no usable images in " + sources[0]);
-  size_t skipped = n - images_.size();
-  log_info("{}: {} images, {} instances cached in RAM ({} px){}", split_name, images_.size(), instances(), img_size,
-           skipped ? fmt::format(", {} skipped", skipped) : std::string());
+  if (usable.empty()) throw std::runtime_error(split + ": no usable images in " + sources[0]);
+  paths_ = usable;
+  ImageStoreOptions so;
+  so.img_size = opts.img_size;
+  so.threads = opts.threads;
+  so.cache = opts.cache;
+  so.processes_per_host = opts.processes_per_host;
+  so.split_name = split;
+  std::vector<size_t> failed;
+  store_ = std::make_unique<ImageStore>(std::move(usable), native_, so, &failed);
+  if (!failed.empty()) {  // decoding failed while caching: drop those too
+    std::vector<char> keep(paths_.size(), 1);
+    for (size_t i : failed) keep[i] = 0;
+    store_->keep(keep);
+    size_t j = 0;
+    for (size_t i = 0; i < keep.size(); ++i) {
+      if (!keep[i]) continue;
+      labels_[j] = std::move(labels_[i]);
+      native_[j] = native_[i];
+      paths_[j] = std::move(paths_[i]);
+      ++j;
+    }
+    labels_.resize(j), native_.resize(j), paths_.resize(j);
+    if (j == 0) throw std::runtime_error(split + ": no usable images in " + sources[0]);
+  }
+  const size_t skipped = n - size();
+  log_info("{}: {} images, {} instances ({} px, cache {}){}", split, size(), instances(), opts.img_size,
+           to_string(cache()), skipped ? fmt::format(", {} skipped", skipped) : std::string());
 }
 
 size_t Dataset::instances() const {

@@ -1,26 +1,21 @@
-// YOLO-format datasets: the dataset YAML, image lists, label files, and the
-// in-memory cache of decoded images (like YOLOv5's --cache ram).
+// YOLO-format datasets: image lists, label files, and the images themselves
+// (through an ImageStore: decoded on demand, or cached in RAM or on disk).
 #pragma once
 
 #include <array>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "data/dataset_config.h"
 #include "data/image.h"
+#include "data/image_store.h"
 
 namespace yolo {
 
-struct DatasetConfig {
-  std::string yaml_path;
-  std::string root;                      // `path`
-  std::vector<std::string> train, val;   // resolved to absolute paths (dirs, .txt lists or images)
-  std::vector<std::string> names;
-  int nc() const { return static_cast<int>(names.size()); }
-};
-
-DatasetConfig load_dataset_config(const std::string& yaml_path);
-
-// Expands directories and .txt lists into sorted image paths.
+// Expands directories and .txt lists into sorted image paths. Files with
+// YOLOv5's image extensions are taken; those it lists but this build cannot
+// read (dng, pfm) are an error naming them.
 std::vector<std::string> list_images(const std::vector<std::string>& sources);
 
 // .../images/x.jpg -> .../labels/x.txt (last "/images/" only, as YOLOv5).
@@ -37,27 +32,39 @@ using LabelRow = std::array<float, 5>;
 bool parse_label_file(const std::string& path, int nc, std::vector<LabelRow>* rows, std::string* error);
 bool parse_label_text(const std::string& text, int nc, std::vector<LabelRow>* rows, std::string* error);
 
+struct DatasetOptions {
+  int img_size = 640;
+  int threads = 1;
+  CacheMode cache = CacheMode::none;
+  int processes_per_host = 1;  // see ImageStoreOptions
+  std::string split_name = "data";
+};
+
 class Dataset {
  public:
-  // Loads every image (resized so the long side is img_size) and its labels,
-  // on `threads` threads. Files that fail are skipped with a warning naming them.
+  // Reads every label file and image header on `threads` threads (and, with a
+  // cache, the images). Files that fail are skipped with a warning naming them.
+  Dataset(const std::vector<std::string>& sources, int nc, const DatasetOptions& opts);
+  // RAM-cached, as before --cache existed.
   Dataset(const std::vector<std::string>& sources, int nc, int img_size, int threads, const std::string& split_name);
 
-  size_t size() const { return images_.size(); }
-  const ImageU8& image(size_t i) const { return images_[i]; }
+  size_t size() const { return labels_.size(); }
+  // Image i, resized so the long side is img_size.
+  std::shared_ptr<const ImageU8> image(size_t i) const { return store_->get(i); }
   const std::vector<LabelRow>& labels(size_t i) const { return labels_[i]; }
   const std::string& path(size_t i) const { return paths_[i]; }
-  // Native size of image i before the cache resize (width, height).
+  // Native (upright) size of image i (width, height).
   std::array<int, 2> native_size(size_t i) const { return native_[i]; }
   int img_size() const { return img_size_; }
   size_t instances() const;
+  CacheMode cache() const { return store_->mode(); }
 
  private:
   int img_size_;
-  std::vector<ImageU8> images_;
   std::vector<std::vector<LabelRow>> labels_;
   std::vector<std::string> paths_;
   std::vector<std::array<int, 2>> native_;
+  std::unique_ptr<ImageStore> store_;
 };
 
 }  // namespace yolo
