@@ -1,35 +1,20 @@
-// Training-time augmentation as YOLOv5 does it: mosaic, random affine
-// (rotation/scale/shear/translation), HSV jitter, flips; and the letterbox
-// used for validation. Images are RGB uint8, boxes in pixels (x1 y1 x2 y2).
+// Training samples as YOLOv5's LoadImagesAndLabels builds them: mosaic (with
+// copy-paste and mixup), random perspective, HSV jitter, flips; and the
+// letterbox used for validation. Images are RGB uint8, boxes in pixels.
 #pragma once
 
 #include <array>
 #include <cstdint>
-#include <random>
 #include <vector>
 
 #include "data/dataset.h"
 #include "data/image.h"
+#include "data/mix.h"
+#include "data/perspective.h"
+#include "data/sample_rng.h"
 #include "train/hyp.h"
 
 namespace yolo {
-
-// Per-sample random stream; seeded from (seed, epoch, position) so a sample
-// is the same whichever worker thread builds it.
-class SampleRng {
- public:
-  explicit SampleRng(uint64_t seed) : gen_(seed) {}
-  double uniform(double a = 0.0, double b = 1.0) { return a + (b - a) * ((gen_() >> 11) * 0x1.0p-53); }
-  size_t index(size_t n) { return static_cast<size_t>(uniform() * n) % n; }
-
- private:
-  std::mt19937_64 gen_;
-};
-
-uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c);
-
-// Pixel boxes: class, x1, y1, x2, y2.
-using PixelBox = std::array<float, 5>;
 
 // Normalised labels (class, xc, yc, w, h) of an image drawn w x h pixels
 // large with its top-left corner at (padw, padh): YOLOv5's xywhn2xyxy.
@@ -45,18 +30,23 @@ struct Letterbox {
 // false the image is never enlarged.
 ImageU8 letterbox(const ImageU8& img, int size, bool scaleup, Letterbox* info);
 
-// 2x2 mosaic of image `index` and three random others, then random_perspective
-// back to size x size.
-ImageU8 load_mosaic(const Dataset& ds, size_t index, int size, const Hyp& hyp, SampleRng& rng,
+// The 2s x 2s mosaic canvas (fill 114): images idx[0..3] as the top-left,
+// top-right, bottom-left and bottom-right tiles meeting at (xc, yc), their
+// boxes shifted with them and clipped to the canvas.
+ImageU8 mosaic_canvas(const Dataset& ds, const std::array<size_t, 4>& idx, int s, int xc, int yc,
+                      std::vector<PixelBox>* boxes);
+
+// load_mosaic: image `index` and three random others around a random centre
+// in [s/2, 3s/2), copy-paste, then random_perspective back to s x s.
+ImageU8 load_mosaic(const Dataset& ds, size_t index, int s, const Hyp& hyp, SampleRng& rng,
                     std::vector<PixelBox>* boxes);
 
-// Random affine warp; output is (in + 2*border) square-ish as YOLOv5's
-// random_perspective (border is negative for mosaics). Boxes are warped by
-// their corners, clipped and filtered by box_candidates.
-ImageU8 random_perspective(const ImageU8& img, std::vector<PixelBox>* boxes, const Hyp& hyp, int border,
-                           SampleRng& rng);
-
+// augment_hsv: gains r = 1 + U(-1, 1) * gain per channel, then apply_hsv_gains.
 void augment_hsv(ImageU8& img, double hgain, double sgain, double vgain, SampleRng& rng);
+// Each pixel through OpenCV's 8-bit HSV (H in [0, 180)) with hue, saturation
+// and value remapped by lookup tables of x * r (hue mod 180, the others
+// clipped to 255), and back to RGB.
+void apply_hsv_gains(ImageU8& img, double rh, double rs, double rv);
 
 // Builds one training sample (augment=true) or validation sample (letterbox
 // only) of size x size into dst (HWC uint8) and returns labels as
