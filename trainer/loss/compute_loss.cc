@@ -14,6 +14,7 @@ LossGains scaled_gains(const Hyp& hyp, int nl, int nc, int img_size, double labe
   g.obj_pw = hyp.obj_pw;
   g.anchor_t = hyp.anchor_t;
   g.label_smoothing = label_smoothing;
+  g.fl_gamma = hyp.fl_gamma;
   return g;
 }
 
@@ -90,11 +91,19 @@ ComputeLoss::Result ComputeLoss::operator()(const std::vector<torch::Tensor>& pr
   const double cp = 1.0 - 0.5 * g_.label_smoothing, cn = 0.5 * g_.label_smoothing;
   // BCEWithLogits with pos_weight; a weight of 1 (the default) is left out so
   // no host value has to be copied to the device, which would wait for it.
+  // With fl_gamma > 0 each element is weighted first, as FocalLoss does:
+  // alpha_t * (1 - p_t)^gamma with alpha 0.25 for positives.
+  const double gamma = g_.fl_gamma, alpha = 0.25;
   auto bce = [&](const torch::Tensor& x, const torch::Tensor& y, double pos_weight) {
     namespace F = torch::nn::functional;
     auto o = F::BinaryCrossEntropyWithLogitsFuncOptions();
     if (pos_weight != 1.0) o = o.pos_weight(torch::full({1}, pos_weight, fopt));
-    return F::binary_cross_entropy_with_logits(x, y, o);
+    if (gamma <= 0) return F::binary_cross_entropy_with_logits(x, y, o);
+    auto loss = F::binary_cross_entropy_with_logits(x, y, o.reduction(torch::kNone));
+    auto p = x.sigmoid();
+    auto p_t = y * p + (1 - y) * (1 - p);
+    auto alpha_factor = y * alpha + (1 - y) * (1 - alpha);
+    return (loss * alpha_factor * (1.0 - p_t).pow(gamma)).mean();
   };
   const int64_t bs = preds_in[0].size(0);
 

@@ -1,6 +1,7 @@
 // YOLOv5's detection loss (utils/loss.py ComputeLoss): ratio-based anchor
 // matching with neighbouring cells, CIoU box loss, IoU-valued objectness
-// targets with per-level balance, BCE class loss with optional smoothing.
+// targets with per-level balance, BCE class loss with optional smoothing, and
+// focal loss when fl_gamma > 0.
 #pragma once
 
 #include <torch/torch.h>
@@ -16,6 +17,7 @@ struct LossGains {
   double cls_pw = 1.0, obj_pw = 1.0;
   double anchor_t = 4.0;
   double label_smoothing = 0.0;
+  double fl_gamma = 0.0;  // > 0: focal loss (alpha 0.25) around both BCEs, as YOLOv5's FocalLoss
 };
 
 // YOLOv5's train.py rescaling: box *= 3/nl, cls *= nc/80 * 3/nl,
