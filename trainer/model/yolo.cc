@@ -81,7 +81,29 @@ ConvImpl::ConvImpl(int c1, int c2, int k, int s, int p) {
   bn = register_module("bn", torch::nn::BatchNorm2d(c2));
 }
 
-torch::Tensor ConvImpl::forward(const torch::Tensor& x) { return torch::silu(bn(conv(x))); }
+torch::Tensor ConvImpl::forward(const torch::Tensor& x) { return torch::silu(bn ? bn(conv(x)) : conv(x)); }
+
+void ConvImpl::fuse() {
+  if (!bn) return;
+  torch::NoGradGuard no_grad;
+  const auto& w = conv->weight;
+  // BN(conv(x)) = scale * conv(x) + (bias - mean * scale), scale = gamma / sqrt(var + eps).
+  auto scale = bn->weight / torch::sqrt(bn->running_var + bn->options.eps());
+  const auto& o = conv->options;
+  torch::nn::Conv2d fused(torch::nn::Conv2dOptions(o.in_channels(), o.out_channels(), o.kernel_size())
+                              .stride(o.stride())
+                              .padding(o.padding())
+                              .dilation(o.dilation())
+                              .groups(o.groups())
+                              .bias(true));
+  fused->to(w.device(), w.scalar_type());
+  fused->weight.copy_(w * scale.view({-1, 1, 1, 1}));
+  fused->bias.copy_(bn->bias - bn->running_mean * scale);
+  for (auto& p : fused->parameters()) p.set_requires_grad(false);
+  conv = replace_module("conv", fused);
+  unregister_module("bn");
+  bn = nullptr;
+}
 
 BottleneckImpl::BottleneckImpl(int c1, int c2, bool shortcut, double e) {
   const int c_ = static_cast<int>(c2 * e);
@@ -332,6 +354,11 @@ std::string YoloModelImpl::summary_line() {
   if (title.rfind("yolov5", 0) == 0 && title.size() > 6) title = "YOLOv5" + title.substr(6);
   return fmt::format("{} summary: {} layers, {} parameters, {} gradients", title, layer_count(), parameter_count(),
                      gradient_count());
+}
+
+void YoloModelImpl::fuse() {
+  for (auto& m : modules(false))
+    if (auto* c = m->as<ConvImpl>()) c->fuse();
 }
 
 void YoloModelImpl::to_channels_last() {

@@ -44,8 +44,11 @@ class ConvImpl : public LayerImpl {
   ConvImpl(int c1, int c2, int k = 1, int s = 1, int p = -1);
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor forward_layer(const std::vector<torch::Tensor>& x) override { return forward(x[0]); }
+  // Folds the BatchNorm (its running statistics) into the convolution, which
+  // gains a bias, and removes it: fuse_conv_and_bn. Inference only.
+  void fuse();
   torch::nn::Conv2d conv{nullptr};
-  torch::nn::BatchNorm2d bn{nullptr};
+  torch::nn::BatchNorm2d bn{nullptr};  // null once fused
 };
 TORCH_MODULE(Conv);
 
@@ -131,6 +134,8 @@ class YoloModelImpl : public torch::nn::Module {
 
   // Convert 4-D weights to channels_last (faster convolutions on CUDA).
   void to_channels_last();
+  // Conv + BN fusion of every Conv, as YOLOv5's Model.fuse() for validation.
+  void fuse();
 
   ModelConfig cfg;
 
