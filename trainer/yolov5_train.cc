@@ -32,9 +32,14 @@ std::string find_last_checkpoint(const std::string& project) {
 int main(int argc, char** argv) {
   CLI::App app{"YOLOv5 trainer (LibTorch)"};
   yolo::TrainOptions o;
-  std::string resume;
+  std::string resume, cache;
   bool summary = false, no_amp = false;
-  app.add_option("--cfg", o.cfg, "model YAML (path, or a bundled name: yolov5n/s/m/l/x.yaml)")->capture_default_str();
+  app.add_option("--cfg", o.cfg,
+                 "model YAML (path, or a bundled name: yolov5n/s/m/l/x.yaml; default: the --weights checkpoint's "
+                 "model, else yolov5s.yaml)");
+  app.add_option("--weights", o.weights,
+                 "initial weights: a yolov5-train checkpoint, or a PyTorch state_dict file "
+                 "(trainer/tools/export-ultralytics-weights makes one from an ultralytics .pt)");
   app.add_option("--data", o.data, "dataset YAML (path, train, val, names)");
   app.add_option("--hyp", o.hyp, "hyperparameter YAML (default: built-in hyp.scratch-low)");
   app.add_option("--epochs", o.epochs, "total training epochs")->capture_default_str();
@@ -54,13 +59,16 @@ int main(int argc, char** argv) {
   app.add_flag("--nosave", o.nosave, "only save the final checkpoint");
   app.add_flag("--no-amp", no_amp, "disable mixed precision on CUDA");
   app.add_option("--max-batches", o.max_batches, "stop each epoch after N batches (smoke tests)");
+  app.add_option("--cache", cache, "keep decoded images in ram or on disk (no value: ram; default: none)")
+      ->expected(0, 1);
   app.add_flag("--summary", summary, "print the model summary and exit");
   CLI11_PARSE(app, argc, argv);
   o.amp = !no_amp;
+  if (app.count("--cache")) o.cache = cache.empty() ? "ram" : cache;
 
   try {
     if (summary) {
-      auto cfg = yolo::load_model_config(yolo::resolve_model_path(o.cfg));
+      auto cfg = yolo::load_model_config(yolo::resolve_model_path(o.cfg.empty() ? "yolov5s.yaml" : o.cfg));
       yolo::YoloModel model(cfg);
       std::printf("%s\n", model->summary_line().c_str());
       return 0;

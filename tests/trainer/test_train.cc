@@ -1,6 +1,7 @@
 // Short training runs on a tiny generated shapes set (suite trainer-slow).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -112,4 +113,151 @@ TEST(TrainLoop, ResumeContinuesFromLastCheckpoint) {
   EXPECT_TRUE(fs::exists(dir / "weights" / "best.pt"));
   // A finished run cannot be resumed.
   EXPECT_THROW(Trainer(TrainOptions{}, last), std::runtime_error);
+}
+
+namespace {
+
+std::vector<torch::Tensor> state_of(YoloModel& m) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : m->parameters()) out.push_back(p.detach().clone());
+  for (const auto& b : m->buffers()) out.push_back(b.detach().clone());
+  return out;
+}
+
+std::vector<torch::Tensor> params_of(YoloModel& m) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : m->parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+
+void expect_equal(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  int differ = 0;
+  for (size_t i = 0; i < a.size(); ++i) differ += !torch::equal(a[i], b[i]);
+  EXPECT_EQ(differ, 0) << what << ": " << differ << " of " << a.size() << " tensors differ";
+}
+
+std::vector<torch::Tensor> momentum_of(Trainer& t) {
+  std::vector<torch::Tensor> out;
+  for (const auto& g : t.optimizer().momentum_buffers())
+    for (const auto& b : g) out.push_back(b.detach().clone());
+  return out;
+}
+
+}  // namespace
+
+// 2 epochs, a crash, resume, the last epoch: the restored weights, momentum,
+// EMA and loss scaler are the saved ones, and the end is bit for bit the end
+// of 3 straight epochs. 8 batches an epoch; warmup's accumulation is 1 up to
+// iteration 7, 2 up to 21, then 3, so the optimizer steps at iterations 0-7,
+// 9, 11, 13, 15, then 17, 19, 21. Epoch 2 must not step at iteration 16: only
+// 1 iteration after the last step, which the checkpoint remembers.
+TEST(TrainLoop, ResumeRoundTripEqualsAStraightRun) {
+  auto o = tiny_options("straight");
+  o.img_size = 64;
+  o.epochs = 3;
+  o.noval = true;
+  std::vector<torch::Tensor> straight;
+  {
+    Trainer t(o);
+    ASSERT_EQ(t.accumulate(), 8);
+    t.run();
+    straight = state_of(t.model());
+    EXPECT_EQ(t.optimizer_steps(), 15);
+  }
+  o.name = "crashed";
+  std::string last;
+  std::vector<torch::Tensor> params_at_crash, ema_at_crash, momentum_at_crash;
+  torch::Tensor scaler_at_crash;
+  {
+    Trainer t(o);
+    last = (fs::path(t.options().save_dir) / "weights" / "last.pt").string();
+    int steps = 0;
+    t.on_gradients_ready = [&](const std::vector<torch::Tensor>&) {
+      if (++steps == 13) throw std::runtime_error("simulated crash");  // iteration 17, in epoch 2
+    };
+    EXPECT_THROW(t.run(), std::runtime_error);
+    // No update happened since last.pt was written at the end of epoch 1.
+    params_at_crash = params_of(t.model());
+    ema_at_crash = state_of(t.ema().model());
+    momentum_at_crash = momentum_of(t);
+    scaler_at_crash = t.scaler().state();
+  }
+  Trainer resumed(TrainOptions{}, last);
+  EXPECT_EQ(resumed.start_epoch(), 2);
+  expect_equal(params_of(resumed.model()), params_at_crash, "model weights");
+  expect_equal(state_of(resumed.ema().model()), ema_at_crash, "EMA (weights and BN statistics)");
+  expect_equal(momentum_of(resumed), momentum_at_crash, "SGD momentum");
+  EXPECT_FALSE(momentum_at_crash.empty());
+  EXPECT_TRUE(torch::equal(resumed.scaler().state(), scaler_at_crash));
+  {
+    // BN statistics moved with the crashed epoch's forward pass, so those come from the file.
+    CheckpointReader ckpt(last);
+    YoloModel saved(resumed.model()->cfg);
+    ckpt.load_weights(saved, "model");
+    expect_equal(state_of(resumed.model()), state_of(saved), "model weights and buffers vs last.pt");
+  }
+  auto results = resumed.run();
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(resumed.optimizer_steps(), 3);  // 17, 19, 21: the schedule went on
+  expect_equal(state_of(resumed.model()), straight, "final weights, resumed vs straight");
+}
+
+// A partial accumulation must not reach the next epoch's first step: poisoned
+// gradients left from "the previous epoch" are dropped at epoch start.
+TEST(TrainLoop, GradientsAreZeroedAtEpochStart) {
+  auto o = tiny_options("zerograd");
+  o.epochs = 1;
+  o.max_batches = 1;
+  Trainer t(o);
+  for (auto& p : t.model()->parameters()) p.mutable_grad() = torch::full_like(p, std::nan(""));
+  t.train_epoch(0);
+  EXPECT_EQ(t.optimizer_steps(), 1);
+  EXPECT_EQ(t.skipped_steps(), 0);  // a NaN carried over would have skipped the step
+  for (auto& p : t.model()->parameters()) ASSERT_TRUE(torch::isfinite(p).all().item<bool>());
+}
+
+// train.py writes best.pt whenever fitness equals the best so far, ties with
+// the initial 0 included: a --noval run has one from epoch 0 on.
+TEST(TrainLoop, BestCheckpointFollowsTrainPyOnTies) {
+  auto o = tiny_options("best");
+  o.epochs = 3;
+  o.max_batches = 1;
+  o.noval = true;
+  Trainer t(o);
+  const fs::path best = fs::path(t.options().save_dir) / "weights" / "best.pt";
+  int steps = 0;
+  t.on_gradients_ready = [&](const std::vector<torch::Tensor>&) {
+    if (++steps == 2) throw std::runtime_error("stop in epoch 1");
+  };
+  EXPECT_THROW(t.run(), std::runtime_error);
+  ASSERT_TRUE(fs::exists(best)) << "no best.pt after a --noval epoch 0 (fitness 0, a tie)";
+  EXPECT_EQ(read_checkpoint_meta(best.string()).epoch, 0);
+}
+
+// --weights with a state_dict of an 80-class model: everything but Detect is
+// copied into the 3-class shapes model, and training runs from there.
+TEST(TrainLoop, FineTunesFromAStateDict) {
+  auto cfg = load_model_config(resolve_model_path("yolov5n.yaml"));
+  torch::manual_seed(5);
+  YoloModel coco(cfg);
+  const fs::path file = runs_dir() / "coco-state_dict.pt";
+  {
+    c10::Dict<std::string, torch::Tensor> dict;
+    for (const auto& kv : coco->named_parameters(true)) dict.insert(kv.key(), kv.value().detach());
+    for (const auto& kv : coco->named_buffers(true)) dict.insert(kv.key(), kv.value().detach());
+    const auto bytes = torch::pickle_save(c10::IValue(dict));
+    std::ofstream(file, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+  auto o = tiny_options("finetune");
+  o.weights = file.string();
+  o.epochs = 1;
+  o.max_batches = 2;
+  Trainer t(o);
+  EXPECT_TRUE(torch::equal(t.model()->named_parameters()["model.6.m.0.cv2.conv.weight"],
+                           coco->named_parameters()["model.6.m.0.cv2.conv.weight"]));
+  EXPECT_EQ(t.model()->detect()->nc, 3);
+  auto r = t.run();
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_TRUE(std::isfinite(r[0].train_loss[0] + r[0].train_loss[1] + r[0].train_loss[2]));
 }

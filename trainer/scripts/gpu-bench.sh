@@ -92,6 +92,15 @@ else
   fail "fmt/CLI11/yaml-cpp/stb not found: on a Debian machine run 'bash trainer/scripts/gpu-pack-deps.sh' in the repository root and carry build-deps/"
 fi
 DEP_LINK+=(-lyaml-cpp -lfmt -lstb -lpthread)
+# Optional image support, as trainer/meson.build: each library used when its
+# header is found (system or build-deps/), else the trainer names the missing
+# package when a dataset needs it.
+IMG_DEFS=()
+have_header() { [ -f "/usr/include/$1" ] || [ -f "/usr/include/x86_64-linux-gnu/$1" ] || [ -f "$ROOT/build-deps/include/$1" ]; }
+if have_header tiffio.h; then IMG_DEFS+=(YOLO_HAVE_TIFF); DEP_LINK+=(-ltiff); fi
+if have_header webp/decode.h; then IMG_DEFS+=(YOLO_HAVE_WEBP); DEP_LINK+=(-lwebp); fi
+if have_header libexif/exif-data.h; then IMG_DEFS+=(YOLO_HAVE_EXIF); DEP_LINK+=(-lexif); fi
+echo "image support: ${IMG_DEFS[*]:-stb formats only}"
 
 # ---- 3. build ---------------------------------------------------------------
 step "building the trainer with g++ -O2 (-j$JOBS)"
@@ -107,6 +116,7 @@ CXXFLAGS+=("${DEP_INC[@]}")
 write_config() {  # dir with-stats
   mkdir -p "$1"
   { [ "$2" = 1 ] && echo "#define YOLO_HAVE_CUDA_STATS 1"
+    for d in "${IMG_DEFS[@]}"; do echo "#define $d 1"; done
     echo "#define YOLO_MODELS_DIR \"$ROOT/trainer/models\""; } > "$1/trainer_config.h"
 }
 write_config "$B/config" "$CUDA_STATS"
@@ -165,7 +175,7 @@ fi
 set +e
 timeout "$TIME_LIMIT" "$B/yolov5-train" --cfg yolov5s.yaml --data "$DATA/shapes.yaml" --img "$IMG" \
   --batch-size "$BATCH" --epochs "$EPOCHS" --device "$DEVICE" --workers "$WORKERS" \
-  --project "$B/runs" --name bench --exist-ok --seed 0 2>&1 | tee "$OUT/train.log"
+  --project "$B/runs" --name bench --exist-ok --seed 0 --cache ram 2>&1 | tee "$OUT/train.log"
 rc=${PIPESTATUS[0]}
 set -e
 [ -n "$SMI_PID" ] && kill "$SMI_PID" 2>/dev/null || true
@@ -183,7 +193,7 @@ if [ "$DEVICE" = cuda ] && [ -n "$peak" ] && awk -v p="$peak" -v l="$MEM_LIMIT_G
   set +e
   YOLO_CUDNN_BENCHMARK=0 timeout $(( TIME_LIMIT / 2 )) "$B/yolov5-train" --cfg yolov5s.yaml --data "$DATA/shapes.yaml" \
     --img "$IMG" --batch-size "$BATCH" --epochs 2 --device "$DEVICE" --workers "$WORKERS" --noval \
-    --project "$B/runs" --name bench-nobenchmark --exist-ok --seed 0 > "$OUT/train-nobenchmark.log" 2>&1
+    --project "$B/runs" --name bench-nobenchmark --exist-ok --seed 0 --cache ram > "$OUT/train-nobenchmark.log" 2>&1
   set -e
   grep -E "^epoch [0-9]+: " "$OUT/train-nobenchmark.log" | sed 's/^/  cudnn autotuning off: /' || true
 fi

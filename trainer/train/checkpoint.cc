@@ -67,6 +67,7 @@ void save_checkpoint(const std::string& path, YoloModel& model, YoloModel* ema, 
   ar.write("meta.epoch", c10::IValue(meta.epoch));
   ar.write("meta.best_fitness", c10::IValue(meta.best_fitness));
   ar.write("meta.ema_updates", c10::IValue(meta.ema_updates));
+  ar.write("meta.last_opt_step", c10::IValue(meta.last_opt_step));
   ar.write("meta.cfg_name", c10::IValue(meta.cfg_name));
   ar.write("meta.cfg_yaml", c10::IValue(meta.cfg_yaml));
   std::string names;
@@ -88,6 +89,7 @@ CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
   if (ar.try_read("meta.epoch", v)) m.epoch = v.toInt();
   if (ar.try_read("meta.best_fitness", v)) m.best_fitness = v.toDouble();
   if (ar.try_read("meta.ema_updates", v)) m.ema_updates = v.toInt();
+  if (ar.try_read("meta.last_opt_step", v)) m.last_opt_step = v.toInt();
   m.cfg_name = read_string(ar, "meta.cfg_name");
   m.cfg_yaml = read_string(ar, "meta.cfg_yaml");
   if (m.cfg_yaml.empty()) throw std::runtime_error("not a yolov5-train checkpoint (no model config): " + path);
@@ -116,6 +118,10 @@ void CheckpointReader::load_training_state(SGD* opt, GradScaler* scaler) {
       for (size_t i = 0; i < groups[g].params.size(); ++i) {
         torch::Tensor t;
         if (!ar.try_read("optimizer." + std::to_string(g) + "." + std::to_string(i), t, true)) break;
+        if (t.sizes() != groups[g].params[i].sizes())
+          throw std::runtime_error(fmt::format("checkpoint {}: momentum buffer {}.{} has shape {}, its parameter {}",
+                                               path_, g, i, fmt::join(t.sizes(), "x"),
+                                               fmt::join(groups[g].params[i].sizes(), "x")));
         bufs[g].push_back(t.to(groups[g].params[i].device()));
       }
       if (bufs[g].size() != groups[g].params.size()) bufs[g].clear();

@@ -19,6 +19,7 @@ struct CheckpointMeta {
   int64_t epoch = -1;  // last completed epoch
   double best_fitness = 0.0;
   int64_t ema_updates = 0;
+  int64_t last_opt_step = -1;  // iteration of the last optimizer step (the accumulation schedule)
   std::string cfg_name, cfg_yaml;  // model definition (nc already set)
   std::vector<std::string> names;
   std::string hyp_yaml, opt_yaml;

@@ -10,6 +10,7 @@
 
 #include "train/checkpoint.h"
 #include "train/device.h"
+#include "train/weights.h"
 #include "util/log.h"
 #include "util/plot.h"
 
@@ -58,6 +59,7 @@ std::string options_to_yaml(const TrainOptions& o) {
   YAML::Emitter e;
   e << YAML::BeginMap;
   e << YAML::Key << "cfg" << YAML::Value << o.cfg;
+  e << YAML::Key << "weights" << YAML::Value << o.weights;
   e << YAML::Key << "data" << YAML::Value << o.data;
   e << YAML::Key << "hyp" << YAML::Value << o.hyp;
   e << YAML::Key << "epochs" << YAML::Value << o.epochs;
@@ -74,6 +76,7 @@ std::string options_to_yaml(const TrainOptions& o) {
   e << YAML::Key << "noval" << YAML::Value << o.noval;
   e << YAML::Key << "nosave" << YAML::Value << o.nosave;
   e << YAML::Key << "amp" << YAML::Value << o.amp;
+  e << YAML::Key << "cache" << YAML::Value << o.cache;
   e << YAML::Key << "max_batches" << YAML::Value << o.max_batches;
   e << YAML::Key << "save_dir" << YAML::Value << o.save_dir;
   e << YAML::EndMap;
@@ -87,6 +90,7 @@ TrainOptions options_from_yaml(const std::string& text) {
     if (n[k]) v = n[k].as<std::decay_t<decltype(v)>>();
   };
   get("cfg", o.cfg);
+  get("weights", o.weights);
   get("data", o.data);
   get("hyp", o.hyp);
   get("epochs", o.epochs);
@@ -103,6 +107,7 @@ TrainOptions options_from_yaml(const std::string& text) {
   get("noval", o.noval);
   get("nosave", o.nosave);
   get("amp", o.amp);
+  get("cache", o.cache);
   get("max_batches", o.max_batches);
   get("save_dir", o.save_dir);
   return o;
@@ -126,6 +131,7 @@ Trainer::Trainer(TrainOptions opts, const std::string& resume_from) : opts_(std:
     hyp_ = opts_.hyp.empty() ? Hyp{} : load_hyp(resolve_model_path(opts_.hyp));
   }
   if (opts_.epochs < 1) throw std::runtime_error("--epochs must be >= 1");
+  parse_cache_mode(opts_.cache);  // a bad --cache fails before any work
   if (opts_.batch_size < 1) throw std::runtime_error("--batch-size must be >= 1");
   data_ = load_dataset_config(opts_.data);
   device_ = select_device(opts_.device);
@@ -141,16 +147,20 @@ Trainer::Trainer(TrainOptions opts, const std::string& resume_from) : opts_(std:
 
   // Model (nc from the dataset, as YOLOv5 overrides the model YAML's).
   ModelConfig cfg;
+  std::unique_ptr<PretrainedWeights> pretrained;
   if (!resume_from_.empty()) {
     cfg = parse_model_config(meta.cfg_yaml, meta.cfg_name);
   } else {
-    cfg = load_model_config(resolve_model_path(opts_.cfg));
+    if (!opts_.weights.empty()) pretrained = std::make_unique<PretrainedWeights>(read_pretrained_weights(opts_.weights));
+    cfg = training_model_config(opts_.cfg, pretrained.get());
   }
   if (cfg.nc != data_.nc()) {
     if (resume_from_.empty()) log_info("Overriding model.yaml nc={} with nc={}", cfg.nc, data_.nc());
     cfg.nc = data_.nc();
   }
   model_ = YoloModel(cfg);
+  if (pretrained) load_pretrained(model_, *pretrained, !opts_.cfg.empty());
+  pretrained.reset();
   const int gs = std::max(32, static_cast<int>(model_->detect()->stride.max().item<float>()));
   const int img = make_divisible(opts_.img_size, gs);
   if (img != opts_.img_size) log_warn("--img {} must be a multiple of max stride {}, updating to {}", opts_.img_size, gs, img);
@@ -177,6 +187,7 @@ Trainer::Trainer(TrainOptions opts, const std::string& resume_from) : opts_(std:
     ckpt->load_training_state(optimizer_.get(), scaler_.get());
     start_epoch_ = static_cast<int>(meta.epoch + 1);
     best_fitness_ = meta.best_fitness;
+    last_opt_step_ = meta.last_opt_step;
   }
   ema_ = std::make_unique<ModelEMA>(model_);
   if (!resume_from_.empty()) {
@@ -192,7 +203,12 @@ Trainer::Trainer(TrainOptions opts, const std::string& resume_from) : opts_(std:
   // Data, decoded once into RAM.
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int workers = std::max(0, std::min(opts_.workers, cores));
-  train_ds_ = std::make_unique<Dataset>(data_.train, data_.nc(), opts_.img_size, cores, "train");
+  DatasetOptions dso;
+  dso.img_size = opts_.img_size;
+  dso.threads = cores;
+  dso.cache = parse_cache_mode(opts_.cache);
+  dso.split_name = "train";
+  train_ds_ = std::make_unique<Dataset>(data_.train, data_.nc(), dso);
   LoaderOptions lo;
   lo.batch_size = opts_.batch_size;
   lo.img_size = opts_.img_size;
@@ -203,7 +219,9 @@ Trainer::Trainer(TrainOptions opts, const std::string& resume_from) : opts_(std:
   lo.seed = opts_.seed;
   lo.hyp = hyp_;
   train_loader_ = std::make_unique<BatchLoader>(*train_ds_, lo);
-  val_ds_ = std::make_unique<Dataset>(data_.val, data_.nc(), opts_.img_size, cores, "val");
+  dso.split_name = "val";
+  if (opts_.noval) dso.cache = CacheMode::none;  // train.py: cache=None if noval
+  val_ds_ = std::make_unique<Dataset>(data_.val, data_.nc(), dso);
   LoaderOptions vo = lo;
   vo.batch_size = opts_.batch_size * 2;
   vo.augment = false;
@@ -306,6 +324,9 @@ EpochResult Trainer::train_epoch(int epoch) {
   r.epoch = epoch;
   model_->train();
   set_epoch_lr(epoch);
+  // A partial accumulation left by the previous epoch is dropped, as train.py's
+  // optimizer.zero_grad() before its batch loop.
+  optimizer_->zero_grad();
   const int nb = train_loader_->num_batches();
   const double nw = warmup_iterations();
   const int total = opts_.max_batches > 0 ? std::min(nb, opts_.max_batches) : nb;
@@ -425,6 +446,7 @@ void Trainer::save(const std::string& path, int epoch) {
   meta.epoch = epoch;
   meta.best_fitness = best_fitness_;
   meta.ema_updates = ema_->updates();
+  meta.last_opt_step = last_opt_step_;
   meta.cfg_name = model_->cfg.name;
   meta.cfg_yaml = model_->cfg.yaml_text;
   meta.names = data_.names;
@@ -449,12 +471,13 @@ std::vector<EpochResult> Trainer::run() {
       r.val = validate(ema_->model(), *val_ds_, *val_loader_, device_, vopt, loss_.get());
     }
     r.fitness = fitness(r.val.map50, r.val.map);
-    const bool improved = r.fitness > best_fitness_;
-    if (improved) best_fitness_ = r.fitness;
+    if (r.fitness > best_fitness_) best_fitness_ = r.fitness;
     write_results(r);
     if (!opts_.nosave || final_epoch) {
       save((wdir / "last.pt").string(), epoch);
-      if (improved) save((wdir / "best.pt").string(), epoch);
+      // train.py's rule: best.pt whenever this epoch's fitness equals the best
+      // so far, ties included (so epoch 0 always writes one, --noval too).
+      if (best_fitness_ == r.fitness) save((wdir / "best.pt").string(), epoch);
     }
     results.push_back(r);
   }

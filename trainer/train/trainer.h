@@ -24,7 +24,8 @@
 namespace yolo {
 
 struct TrainOptions {
-  std::string cfg = "yolov5s.yaml";
+  std::string cfg;      // empty: the --weights checkpoint's model, else yolov5s.yaml
+  std::string weights;  // pretrained weights: a checkpoint or a PyTorch state_dict (train/weights.h)
   std::string data;
   std::string hyp;  // empty: built-in hyp.scratch-low
   int epochs = 100;
@@ -41,6 +42,7 @@ struct TrainOptions {
   bool noval = false;
   bool nosave = false;
   bool amp = true;       // mixed precision on CUDA (ignored on CPU)
+  std::string cache = "none";  // ram, disk or none (train.py's --cache)
   int max_batches = 0;   // >0: stop each epoch after this many batches (smoke tests)
   std::string save_dir;  // set when the run starts (or from the checkpoint on resume)
 };
@@ -77,6 +79,8 @@ class Trainer {
 
   YoloModel& model() { return model_; }
   ModelEMA& ema() { return *ema_; }
+  SGD& optimizer() { return *optimizer_; }
+  GradScaler& scaler() { return *scaler_; }
   const TrainOptions& options() const { return opts_; }
   int start_epoch() const { return start_epoch_; }
   int64_t optimizer_steps() const { return optimizer_steps_; }
