@@ -6,6 +6,7 @@
 #include <torch/version.h>
 
 #include "train/amp.h"
+#include "train/device.h"
 #include "train/optimizer.h"
 
 using namespace yolo;
@@ -97,4 +98,11 @@ TEST(Optimizer, ParameterGroupsAndClipping) {
   EXPECT_NEAR(norm.item<float>(), 50.f, 1e-4);
   EXPECT_NEAR(a.grad()[0].item<float>(), 6.f, 1e-3);
   EXPECT_NEAR(b.grad()[0].item<float>(), 8.f, 1e-3);
+}
+
+// yolov5-val: --half (on unless --no-half) takes effect on CUDA only.
+TEST(Amp, ValidationHalfPrecisionOnlyOnCuda) {
+  EXPECT_TRUE(half_precision(true, torch::Device(torch::kCUDA, 0)));
+  EXPECT_FALSE(half_precision(false, torch::Device(torch::kCUDA, 0)));
+  EXPECT_FALSE(half_precision(true, torch::Device(torch::kCPU)));
 }

@@ -79,6 +79,8 @@ void cuda_reset_peak(const torch::Device& d) {
 #endif
 }
 
+bool half_precision(bool half_requested, const torch::Device& d) { return half_requested && d.is_cuda(); }
+
 std::string device_name(const torch::Device& d) {
   if (!d.is_cuda()) return "CPU";
   return "CUDA:" + std::to_string(d.index());

@@ -23,5 +23,8 @@ void cuda_synchronize(const torch::Device& d);
 GpuMemory cuda_memory(const torch::Device& d);
 void cuda_reset_peak(const torch::Device& d);
 std::string device_name(const torch::Device& d);
+// yolov5-val's precision: --half (on unless --no-half) takes effect on CUDA
+// only, as val.py's `half &= device.type != 'cpu'`.
+bool half_precision(bool half_requested, const torch::Device& d);
 
 }  // namespace yolo
