@@ -152,7 +152,7 @@ std::vector<torch::Tensor> momentum_of(Trainer& t) {
 // iteration 7, 2 up to 21, then 3, so the optimizer steps at iterations 0-7,
 // 9, 11, 13, 15, then 17, 19, 21. Epoch 2 must not step at iteration 16: only
 // 1 iteration after the last step, which the checkpoint remembers.
-TEST(TrainLoop, ResumeRoundTripEqualsAStraightRun) {
+TEST(TrainState, ResumeRoundTripEqualsAStraightRun) {
   auto o = tiny_options("straight");
   o.img_size = 64;
   o.epochs = 3;
@@ -205,7 +205,7 @@ TEST(TrainLoop, ResumeRoundTripEqualsAStraightRun) {
 
 // A partial accumulation must not reach the next epoch's first step: poisoned
 // gradients left from "the previous epoch" are dropped at epoch start.
-TEST(TrainLoop, GradientsAreZeroedAtEpochStart) {
+TEST(TrainState, GradientsAreZeroedAtEpochStart) {
   auto o = tiny_options("zerograd");
   o.epochs = 1;
   o.max_batches = 1;
@@ -219,7 +219,7 @@ TEST(TrainLoop, GradientsAreZeroedAtEpochStart) {
 
 // train.py writes best.pt whenever fitness equals the best so far, ties with
 // the initial 0 included: a --noval run has one from epoch 0 on.
-TEST(TrainLoop, BestCheckpointFollowsTrainPyOnTies) {
+TEST(TrainState, BestCheckpointFollowsTrainPyOnTies) {
   auto o = tiny_options("best");
   o.epochs = 3;
   o.max_batches = 1;
@@ -237,7 +237,7 @@ TEST(TrainLoop, BestCheckpointFollowsTrainPyOnTies) {
 
 // --weights with a state_dict of an 80-class model: everything but Detect is
 // copied into the 3-class shapes model, and training runs from there.
-TEST(TrainLoop, FineTunesFromAStateDict) {
+TEST(TrainState, FineTunesFromAStateDict) {
   auto cfg = load_model_config(resolve_model_path("yolov5n.yaml"));
   torch::manual_seed(5);
   YoloModel coco(cfg);
