@@ -200,7 +200,7 @@ Trainer::Trainer(TrainOptions opts, const std::string& resume_from) : opts_(std:
   loss_ = std::make_unique<ComputeLoss>(model_->detect()->anchors, data_.nc(),
                                         scaled_gains(hyp_, nl, data_.nc(), opts_.img_size, opts_.label_smoothing));
 
-  // Data, decoded once into RAM.
+  // Data: decoded when a sample needs it, or cached as --cache says.
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int workers = std::max(0, std::min(opts_.workers, cores));
   DatasetOptions dso;
