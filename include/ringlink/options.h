@@ -36,14 +36,21 @@ struct Options {
   int local_world_size = -1;
   std::string master_addr;     // host of rank 0, which serves the rendezvous store
   int master_port = 0;         // the store's TCP port
-  std::string job_token;       // RINGLINK_JOB_TOKEN: every rank must present the same one
+  std::string job_token;       // RINGLINK_JOB_TOKEN: every rank must prove it holds the same one
+  bool job_token_derived = false;  // no RINGLINK_JOB_TOKEN: derived from the job id (guessable)
   Launcher launcher = Launcher::None;
 
   // ---- engine ----
   TransportKind transport = TransportKind::Auto;       // RINGLINK_TRANSPORT
   Algorithm algorithm = Algorithm::Auto;                // RINGLINK_ALGO
   size_t chunk_bytes = 0;                               // RINGLINK_CHUNK_BYTES; 0 = measured default
-  std::chrono::milliseconds timeout{5000};              // RINGLINK_TIMEOUT_MS: silence allowed from a peer
+  // RINGLINK_TIMEOUT_MS: how long a live peer may keep an operation waiting (10 minutes, as
+  // PyTorch's NCCL watchdog): late is not dead. A dead or unreachable peer is reported within
+  // liveness_timeout instead, whatever this says.
+  std::chrono::milliseconds timeout{600000};
+  // RINGLINK_LIVENESS_TIMEOUT_MS: heartbeat silence after which a rank (or rank 0's store) is
+  // declared unreachable; heartbeats go every tenth of it, at most every second.
+  std::chrono::milliseconds liveness_timeout{10000};
   std::chrono::milliseconds connect_timeout{60000};     // RINGLINK_CONNECT_TIMEOUT_MS: rendezvous deadline
   LogLevel log_level = LogLevel::Warn;                  // RINGLINK_DEBUG
 
@@ -70,7 +77,8 @@ struct Options {
   using EnvLookup = std::function<std::optional<std::string>(const char* name)>;
   static Options from_environment(const EnvLookup& getenv);
 
-  // Throws InvalidArgumentError when the identity is incomplete or inconsistent.
+  // Throws InvalidArgumentError when the identity is incomplete or inconsistent, and when the
+  // job token is empty while ranks run on several hosts (or MASTER_ADDR is not loopback).
   void validate() const;
 };
 

@@ -129,8 +129,10 @@ Options Options::from_environment(const EnvLookup& env) {
     o.job_token = *t;
   } else if (o.launcher != Launcher::None) {
     // Not a secret: it keeps ranks of other jobs (another port reuse, a stale rank) out.
-    // Set RINGLINK_JOB_TOKEN (ringlink-run does) to refuse anyone who does not know it.
+    // Set RINGLINK_JOB_TOKEN (ringlink-run does) to refuse anyone who does not know it; the
+    // engine warns once that this one can be guessed.
     o.job_token = fmt::format("{}:{}:{}:{}", to_string(o.launcher), job_id, o.master_addr, o.master_port);
+    o.job_token_derived = true;
   }
 
   if (auto v = get("RINGLINK_TRANSPORT")) {
@@ -149,6 +151,8 @@ Options Options::from_environment(const EnvLookup& env) {
     o.chunk_bytes = b;
   }
   if (get("RINGLINK_TIMEOUT_MS")) o.timeout = std::chrono::milliseconds(int_of("RINGLINK_TIMEOUT_MS", 1, 86400000));
+  if (get("RINGLINK_LIVENESS_TIMEOUT_MS"))
+    o.liveness_timeout = std::chrono::milliseconds(int_of("RINGLINK_LIVENESS_TIMEOUT_MS", 100, 86400000));
   if (get("RINGLINK_CONNECT_TIMEOUT_MS"))
     o.connect_timeout = std::chrono::milliseconds(int_of("RINGLINK_CONNECT_TIMEOUT_MS", 1, 86400000));
   if (auto v = get("RINGLINK_DEBUG")) {
@@ -191,6 +195,13 @@ void Options::validate() const {
     fail(fmt::format("MASTER_PORT={} is not a valid port", master_port));
   if (chunk_bytes != 0 && chunk_bytes < 256) fail(fmt::format("chunk_bytes={} is below 256", chunk_bytes));
   if (timeout.count() <= 0) fail("timeout must be positive");
+  if (liveness_timeout.count() <= 0) fail("liveness_timeout must be positive");
+  // An empty token proves nothing: acceptable only where nobody off this host can connect.
+  bool loopback = master_addr == "localhost" || master_addr.rfind("127.", 0) == 0 || master_addr == "::1";
+  if (world_size > 1 && job_token.empty() && (!loopback || local_world_size < world_size))
+    fail(fmt::format("the job token is empty but ranks run on several hosts (MASTER_ADDR={}, LOCAL_WORLD_SIZE={} of "
+                     "WORLD_SIZE={}): set RINGLINK_JOB_TOKEN to the same secret on every rank",
+                     master_addr, local_world_size, world_size));
 }
 
 }  // namespace ringlink

@@ -1,6 +1,6 @@
-// A rank's connection to the rendezvous store: who the rank is, the HELLO that opens a request
-// or watch channel, and how a Failed reply becomes a typed ringlink::Error. StoreClient and
-// WatchChannel are built on it.
+// A rank's connection to the rendezvous store: who the rank is, the handshake that opens a
+// request or watch channel (store_protocol.h), and how a Failed reply becomes a typed
+// ringlink::Error. StoreClient and WatchChannel are built on it.
 #pragma once
 
 #include <cstdint>
@@ -24,13 +24,23 @@ struct StoreIdentity {
   int rank = -1;
   int world_size = -1;
   uint32_t epoch = 0;
+  // Watch channel: silence from the store after which it is declared unreachable.
+  milliseconds liveness_timeout{10000};
 };
 
-// Connects to the store and says HELLO. A refusal raises the error the server names (a wrong
-// token: InvalidArgumentError; a disagreement on WORLD_SIZE or rank ids: MismatchError); an
+struct OpenedChannel {
+  net::Fd fd;
+  milliseconds store_heartbeat{0};  // how often the store sends heartbeats on a watch channel
+};
+
+// Connects to the store and runs the handshake. The store must prove it knows the job token
+// before this rank proves it does; a store that cannot (another job's, or a process squatting
+// on the port) is an InvalidArgumentError naming rank 0, and one that does not speak the
+// protocol a TransportError. A refusal raises the error the server names (a wrong token:
+// InvalidArgumentError; a disagreement on WORLD_SIZE or rank ids: MismatchError); an
 // unreachable store is a TimeoutError naming rank 0. `what` names the channel in messages.
-net::Fd open_store_channel(const StoreIdentity& id, store_protocol::Channel channel, Deadline deadline,
-                           const char* what);
+OpenedChannel open_store_channel(const StoreIdentity& id, store_protocol::Channel channel, Deadline deadline,
+                                 const char* what);
 
 // Raises the error a Failed reply describes, as this rank's error in `operation`. The peer is
 // the reply's culprit; `default_peer` where the reply names none; none where it names this rank.

@@ -1,11 +1,37 @@
 #include "bootstrap/store_protocol.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace ringlink::store_protocol {
 namespace {
 
-ErrorKind error_kind(uint8_t v) {
+Event event(uint8_t v) {
+  switch (static_cast<Event>(v)) {
+    case Event::Lost:
+    case Event::Failed:
+    case Event::Heartbeat: return static_cast<Event>(v);
+  }
+  throw wire::FormatError(fmt::format("unknown event {}", v));
+}
+
+Channel channel(uint8_t v) {
+  switch (static_cast<Channel>(v)) {
+    case Channel::Request:
+    case Channel::Watch: return static_cast<Channel>(v);
+  }
+  throw wire::FormatError(fmt::format("unknown channel {}", v));
+}
+
+}  // namespace
+
+milliseconds heartbeat_period(milliseconds liveness_timeout) {
+  return std::clamp(liveness_timeout / 10, milliseconds(10), milliseconds(1000));
+}
+
+ErrorKind read_error_kind(wire::Reader& r) {
+  uint8_t v = r.u8();
   switch (static_cast<ErrorKind>(v)) {
     case ErrorKind::Timeout:
     case ErrorKind::PeerLost:
@@ -15,16 +41,6 @@ ErrorKind error_kind(uint8_t v) {
   }
   throw wire::FormatError(fmt::format("unknown error kind {}", v));
 }
-
-Event event(uint8_t v) {
-  switch (static_cast<Event>(v)) {
-    case Event::Lost:
-    case Event::Failed: return static_cast<Event>(v);
-  }
-  throw wire::FormatError(fmt::format("unknown event {}", v));
-}
-
-}  // namespace
 
 wire::Writer reply(Status status) {
   wire::Writer w;
@@ -42,21 +58,57 @@ std::string failed_reply(const Failure& failure) {
 
 Failure read_failure(wire::Reader& r) {
   Failure f;
-  f.kind = error_kind(r.u8());
+  f.kind = read_error_kind(r);
   f.culprit = r.i32();
   f.message = r.str();
   return f;
 }
 
+std::string encode(const Hello& h) {
+  return wire::Writer()
+      .u8(static_cast<uint8_t>(Op::Hello))
+      .u32(h.version)
+      .i32(h.rank)
+      .i32(h.world_size)
+      .u32(h.epoch)
+      .u8(static_cast<uint8_t>(h.channel))
+      .u32(h.heartbeat_ms)
+      .fixed(h.nonce)
+      .take();
+}
+
+Hello read_hello(wire::Reader& r) {
+  Hello h;
+  h.version = r.u32();
+  if (h.version != kVersion)
+    throw wire::FormatError(fmt::format("store protocol version {} (this build speaks {})", h.version, kVersion));
+  h.rank = r.i32();
+  h.world_size = r.i32();
+  h.epoch = r.u32();
+  h.channel = channel(r.u8());
+  h.heartbeat_ms = r.u32();
+  h.nonce = r.fixed(kNonceBytes);
+  r.expect_end();
+  return h;
+}
+
 std::string encode(const Pushed& pushed) {
-  return wire::Writer().u8(static_cast<uint8_t>(pushed.event)).i32(pushed.rank).str(pushed.message).take();
+  wire::Writer w;
+  w.u8(static_cast<uint8_t>(pushed.event));
+  if (pushed.event != Event::Heartbeat)
+    w.u8(static_cast<uint8_t>(pushed.kind)).i32(pushed.rank).str(pushed.message);
+  return w.take();
 }
 
 Pushed read_pushed(wire::Reader& r) {
   Pushed p;
   p.event = event(r.u8());
-  p.rank = r.i32();
-  p.message = r.str();
+  if (p.event != Event::Heartbeat) {
+    p.kind = read_error_kind(r);
+    p.rank = r.i32();
+    p.message = r.str();
+  }
+  r.expect_end();
   return p;
 }
 

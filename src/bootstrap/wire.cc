@@ -31,6 +31,17 @@ std::string Reader::str() {
   return out;
 }
 
+std::string Reader::fixed(size_t n) {
+  need(n);
+  std::string out(s_.substr(pos_, n));
+  pos_ += n;
+  return out;
+}
+
+void Reader::expect_end() const {
+  if (pos_ != s_.size()) throw FormatError(fmt::format("{} unexpected bytes after the message", s_.size() - pos_));
+}
+
 void Reader::need(size_t n) const {
   if (s_.size() - pos_ < n) throw FormatError("malformed message");
 }

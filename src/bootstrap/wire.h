@@ -1,8 +1,9 @@
 // The bootstrap's wire format: length-prefixed frames, and the fields inside a frame's payload.
 //
-// A frame is a u32 payload length followed by the payload. Fields are u8 / u32 / i32 / i64 in
-// the host's byte order, which the static_assert below pins to little-endian, and strings as a
-// u32 length followed by the bytes. One frame writer (frame(), send_frame()) and one frame
+// A frame is a u32 payload length followed by the payload. Fields are u8 / u32 / i32 / i64 /
+// u64 / f64 in the host's byte order, which the static_assert below pins to little-endian,
+// strings as a u32 length followed by the bytes, and fixed-size byte fields (nonces, proofs)
+// as their bytes alone. One frame writer (frame(), send_frame()) and one frame
 // reader (FrameReader, which recv_frame() drives) serve the blocking client and the polling
 // server alike, so the size limit is enforced in one place.
 #pragma once
@@ -36,7 +37,11 @@ class Writer {
   Writer& u32(uint32_t v) { return raw(&v, 4); }
   Writer& i32(int32_t v) { return raw(&v, 4); }
   Writer& i64(int64_t v) { return raw(&v, 8); }
+  Writer& u64(uint64_t v) { return raw(&v, 8); }
+  Writer& f64(double v) { return raw(&v, 8); }
   Writer& str(std::string_view s);
+  Writer& fixed(std::string_view bytes) { return raw(bytes.data(), bytes.size()); }
+  const std::string& bytes() const { return buf_; }
   std::string take() { return std::move(buf_); }
 
  private:
@@ -55,7 +60,12 @@ class Reader {
   uint32_t u32() { return get<uint32_t>(); }
   int32_t i32() { return get<int32_t>(); }
   int64_t i64() { return get<int64_t>(); }
+  uint64_t u64() { return get<uint64_t>(); }
+  double f64() { return get<double>(); }
   std::string str();
+  std::string fixed(size_t n);  // exactly n bytes
+  // Throws FormatError unless every byte was read: a message with trailing bytes is malformed.
+  void expect_end() const;
 
  private:
   template <typename T>
@@ -87,6 +97,9 @@ class FrameReader {
   std::optional<std::string> next();
   // How many more bytes complete the header or payload being read (after next() said nullopt).
   size_t wanted() const;
+  size_t buffered() const { return buf_.size(); }
+  // The limit for frames not yet read (the store raises it once a connection has authenticated).
+  void set_limit(size_t max_payload_bytes) { max_payload_bytes_ = max_payload_bytes; }
 
  private:
   std::optional<size_t> payload_length() const;  // once the header is in; checks the limit

@@ -112,7 +112,10 @@ Options with_identity_from_environment(Options o) {
     if (o.local_world_size < 0) o.local_world_size = env.local_world_size;
     if (o.master_addr.empty()) o.master_addr = env.master_addr;
     if (o.master_port == 0) o.master_port = env.master_port;
-    if (o.job_token.empty()) o.job_token = env.job_token;
+    if (o.job_token.empty()) {
+      o.job_token = env.job_token;
+      o.job_token_derived = env.job_token_derived;
+    }
     if (o.launcher == Launcher::None) o.launcher = env.launcher;
   } else if (o.launcher == Launcher::None) {
     o.launcher = Launcher::Explicit;

@@ -1,25 +1,28 @@
 #include "comm/engine.h"
 
 #include <poll.h>
-#include <algorithm>
-#include <cstdio>
 #include <sched.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <mutex>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include "bootstrap/store_keys.h"
+#include "bootstrap/wire.h"
 #include "common/log.h"
+#include "common/socket.h"
 #include "ringlink/error.h"
 
 namespace ringlink::detail {
 namespace {
 
 std::atomic<uint32_t> g_next_epoch{0};
-
-bool is_loopback(const std::string& host) {
-  return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
-}
 
 }  // namespace
 
@@ -53,16 +56,19 @@ void Engine::join_group() {
   Deadline deadline = Deadline::after(options_.connect_timeout);
 
   if (rank == 0) {
-    std::string bind = is_loopback(options_.master_addr) ? "127.0.0.1" : "0.0.0.0";
-    try {
-      server_ = StoreServer::acquire(bind, options_.master_port, options_.job_token, size);
-    } catch (const net::SocketError& e) {
-      throw TransportError(rank, -1, "bootstrap",
-                           fmt::format("cannot serve the rendezvous store on port {}: {}", options_.master_port,
-                                       e.what()));
+    if (options_.job_token_derived) {
+      static std::once_flag warned;
+      std::call_once(warned, [&] {
+        log::warn("RINGLINK_JOB_TOKEN is not set: the job token is derived from the {} job id, MASTER_ADDR and "
+                  "MASTER_PORT, which anyone who can reach the store can guess. Export the same secret as "
+                  "RINGLINK_JOB_TOKEN on every rank to keep others out.",
+                  to_string(options_.launcher));
+      });
     }
+    server_ = serve_store();
   }
-  StoreIdentity id{options_.master_addr, options_.master_port, options_.job_token, rank, size, epoch_};
+  StoreIdentity id{options_.master_addr, options_.master_port, options_.job_token, rank, size, epoch_,
+                   options_.liveness_timeout};
   store_ = std::make_unique<StoreClient>(id, deadline);
   store_->wait_for_all_ranks(deadline.remaining());
   watch_ = std::make_unique<WatchChannel>(id, deadline);
@@ -70,18 +76,20 @@ void Engine::join_group() {
   TransportSetup setup{rank, size, options_.local_rank, options_.local_world_size, options_};
   transport_ = create_transport(setup);
 
-  // Two phases so no rank waits on a peer that is itself waiting: publish, then connect.
+  // Two phases so no rank waits on a peer that is itself waiting: publish, then connect. Each
+  // rank writes its addresses under its own keys, which no other rank may overwrite.
   for (int p = 0; p < size; ++p) {
     if (p == rank) continue;
     auto info = transport_->endpoint_info(p);
-    store_->set(fmt::format("ep/{}/{}", rank, p), std::string(reinterpret_cast<const char*>(info.data()), info.size()));
+    store_->set(store_keys::owned(rank, fmt::format("ep/{}", p)),
+                std::string(reinterpret_cast<const char*>(info.data()), info.size()));
   }
   connections_.resize(static_cast<size_t>(size));
   for (int p = 0; p < size; ++p) {
     if (p == rank) continue;
     std::string info;
     try {
-      info = store_->get(fmt::format("ep/{}/{}", p, rank), deadline.remaining());
+      info = store_->get(store_keys::owned(p, fmt::format("ep/{}", rank)), deadline.remaining());
     } catch (const TimeoutError&) {
       throw TimeoutError(rank, p, "connect", fmt::format("rank {} never published its transport address", p));
     }
@@ -92,6 +100,81 @@ void Engine::join_group() {
   log::info("communicator ready: rank {} of {}, transport {}, joined in {:.1f} ms", rank, size, transport_->name(),
             ms_since(t0));
 }
+
+std::shared_ptr<StoreServer> Engine::serve_store() {
+  // Bind where MASTER_ADDR points, not every interface: the other ranks reach the store there
+  // and nobody needs it anywhere else.
+  const int size = options_.world_size;
+  std::string bind;
+  try {
+    bind = net::resolve_ipv4(options_.master_addr);
+  } catch (const net::SocketError& e) {
+    throw InvalidArgumentError(0, -1, "bootstrap", fmt::format("MASTER_ADDR={}: {}", options_.master_addr, e.what()));
+  }
+  if (net::is_loopback_ipv4(bind) && options_.local_world_size < size)
+    throw InvalidArgumentError(
+        0, -1, "bootstrap",
+        fmt::format("MASTER_ADDR={} resolves to {} on rank 0, a loopback address, but ranks run on other hosts "
+                    "(LOCAL_WORLD_SIZE={} of WORLD_SIZE={}): set MASTER_ADDR to an address they can reach",
+                    options_.master_addr, bind, options_.local_world_size, size));
+  try {
+    return StoreServer::acquire(bind, options_.master_port, options_.job_token, size, options_.liveness_timeout);
+  } catch (const net::SocketError& e) {
+    throw TransportError(0, -1, "bootstrap",
+                         fmt::format("cannot serve the rendezvous store on {}:{} (MASTER_ADDR={}; rank 0 must run on "
+                                     "that host, and the port must be free): {}",
+                                     bind, options_.master_port, options_.master_addr, e.what()));
+  }
+}
+
+namespace {
+
+// What every rank must plan with alike, as rank 0 publishes it.
+struct PlanInputs {
+  Algorithm algorithm;
+  size_t chunk_bytes;
+  algo::LinkModel model;
+};
+
+std::string encode(const PlanInputs& p) {
+  return wire::Writer()
+      .u8(static_cast<uint8_t>(p.algorithm))
+      .u64(p.chunk_bytes)
+      .f64(p.model.latency_us)
+      .f64(p.model.bandwidth_gbps)
+      .f64(p.model.reduce_gbps)
+      .f64(p.model.rd_max_bytes)
+      .take();
+}
+
+PlanInputs decode_plan_inputs(std::string_view bytes, const algo::LinkModel& defaults) {
+  wire::Reader r(bytes);
+  PlanInputs p{Algorithm::Auto, 0, defaults};
+  uint8_t algorithm = r.u8();
+  if (algorithm > static_cast<uint8_t>(Algorithm::Tree)) throw wire::FormatError(fmt::format("algorithm {}", algorithm));
+  p.algorithm = static_cast<Algorithm>(algorithm);
+  uint64_t chunk = r.u64();
+  if (chunk < 256 || chunk > (1ull << 30)) throw wire::FormatError(fmt::format("chunk of {} bytes", chunk));
+  p.chunk_bytes = static_cast<size_t>(chunk);
+  // The estimates divide by the rates: those must be positive, the others at least zero.
+  for (double* v : {&p.model.latency_us, &p.model.bandwidth_gbps, &p.model.reduce_gbps, &p.model.rd_max_bytes}) {
+    *v = r.f64();
+    bool rate = v == &p.model.bandwidth_gbps || v == &p.model.reduce_gbps;
+    if (!std::isfinite(*v) || *v < 0 || (rate && *v == 0))
+      throw wire::FormatError(fmt::format("cost constant {}", *v));
+  }
+  r.expect_end();
+  return p;
+}
+
+std::string describe(const PlanInputs& p) {
+  return fmt::format("algorithm {}, chunk {} bytes, latency {} us, bandwidth {} GB/s, reduce {} GB/s, "
+                     "recursive doubling up to {} bytes",
+                     to_string(p.algorithm), p.chunk_bytes, p.model.latency_us, p.model.bandwidth_gbps,
+                     p.model.reduce_gbps, p.model.rd_max_bytes);
+}
+
+}  // namespace
 
 void Engine::agree_on_plan_inputs() {
   chunk_bytes_ = options_.chunk_bytes ? options_.chunk_bytes : kDefaultChunkBytes;
@@ -105,18 +188,23 @@ void Engine::agree_on_plan_inputs() {
   if (!store_) return;
   // Chunk sizes decide message sizes and the model decides algorithms: a rank that disagreed
   // would post receives that match nothing. Rank 0's values are used everywhere.
-  std::string mine = fmt::format("{} {} {} {} {} {}", static_cast<int>(algorithm_), chunk_bytes_, model_.latency_us,
-                                 model_.bandwidth_gbps, model_.reduce_gbps, model_.rd_max_bytes);
-  if (rank() == 0) store_->set("plan-inputs", mine);
-  std::string agreed = store_->get("plan-inputs", options_.connect_timeout);
-  if (agreed != mine) {
-    log::warn("RINGLINK_ALGO / RINGLINK_CHUNK_BYTES / transport differ from rank 0's; using rank 0's ({} vs {})",
-              agreed, mine);
-    int algo = 0;
-    std::sscanf(agreed.c_str(), "%d %zu %lf %lf %lf %lf", &algo, &chunk_bytes_, &model_.latency_us,
-                &model_.bandwidth_gbps, &model_.reduce_gbps, &model_.rd_max_bytes);
-    algorithm_ = static_cast<Algorithm>(algo);
+  PlanInputs mine{algorithm_, chunk_bytes_, model_};
+  const std::string key = store_keys::owned(0, "plan-inputs");
+  if (rank() == 0) store_->set(key, encode(mine));
+  std::string agreed_bytes = store_->get(key, options_.connect_timeout);
+  if (agreed_bytes == encode(mine)) return;
+  PlanInputs agreed{};
+  try {
+    agreed = decode_plan_inputs(agreed_bytes, model_);
+  } catch (const wire::FormatError& e) {
+    throw InvalidArgumentError(rank(), 0, "create communicator",
+                               fmt::format("rank 0's plan inputs are malformed: {}", e.what()));
   }
+  log::warn("RINGLINK_ALGO / RINGLINK_CHUNK_BYTES / transport differ from rank 0's; using rank 0's ({} instead of {})",
+            describe(agreed), describe(mine));
+  algorithm_ = agreed.algorithm;
+  chunk_bytes_ = agreed.chunk_bytes;
+  model_ = agreed.model;
 }
 
 void Engine::allocate_staging() {
@@ -361,14 +449,17 @@ void Engine::raise_silence(Operation& op) {
   bool cycle = false;
   if (store_) {
     try {
-      store_->set(fmt::format("stalled/{}", rank()), std::to_string(peer));
+      store_->set(store_keys::owned(rank(), "stalled"), std::to_string(peer));
       auto grace = std::clamp(options_.timeout / 5, milliseconds(200), milliseconds(2000));
       std::this_thread::sleep_for(grace);
       std::vector<int> seen{rank(), peer};
       for (int hop = 0; hop < size(); ++hop) {
-        std::string key = fmt::format("stalled/{}", culprit);
+        std::string key = store_keys::owned(culprit, "stalled");
         if (!store_->check(key)) break;
-        int next = std::stoi(store_->get(key, milliseconds(1000)));
+        std::string value = store_->get(key, milliseconds(1000));
+        int next = -1;
+        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), next);
+        if (ec != std::errc() || end != value.data() + value.size() || next < 0 || next >= size()) break;
         path += fmt::format(", rank {} waits on rank {}", culprit, next);
         if (std::find(seen.begin(), seen.end(), next) != seen.end()) {
           cycle = true;  // everyone involved waits on someone: the ranks issued different operations
@@ -483,37 +574,83 @@ void Engine::progress_thread_main() {
   }
 }
 
+void Engine::abort_from_watcher(std::exception_ptr err, const std::string& message, int peer) {
+  {
+    std::lock_guard lk(abort_mu_);
+    if (abort_error_) return;  // the first failure is the cause; what follows are its echoes
+    abort_error_ = err;
+  }
+  if (has_work())
+    log::warn("rank {} lost: {}", peer, message);
+  else
+    log::info("rank {} lost: {}", peer, message);
+  abort_flag_.store(true, std::memory_order_release);
+  // Nobody may be driving (no work queued): mark the communicator broken for later calls.
+  if (!has_work() && drive_mu_.try_lock()) {
+    std::lock_guard g(drive_mu_, std::adopt_lock);
+    step();
+  }
+}
+
+std::string Engine::store_unreachable_message(Clock::duration silent) const {
+  // Ranks on the store's host (as the store saw their addresses) are cut off with it, unless
+  // this rank shares that host: then it is rank 0 itself that stopped (frozen or starved).
+  const auto& hosts = store_->hosts();
+  std::string where;
+  if (hosts.size() == static_cast<size_t>(size()) && hosts[0] != hosts[static_cast<size_t>(rank())]) {
+    std::vector<int> cut;
+    for (int r = 0; r < size(); ++r)
+      if (hosts[static_cast<size_t>(r)] == hosts[0]) cut.push_back(r);
+    std::string ranks = fmt::format("{}", fmt::join(cut.begin(), cut.begin() + std::min<size_t>(cut.size(), 8), ", "));
+    if (cut.size() > 8) ranks += fmt::format(" and {} more", cut.size() - 8);
+    where = fmt::format("; rank(s) {} on its host {} are unreachable from here (the host is down or the network is "
+                        "partitioned)",
+                        ranks, hosts[0]);
+  } else {
+    where = " (rank 0 is frozen, or its host or the network is down)";
+  }
+  return fmt::format("rank 0's rendezvous store at {}:{} is unreachable: no heartbeat for {:.1f} s{}",
+                     options_.master_addr, options_.master_port, std::chrono::duration<double>(silent).count(), where);
+}
+
 void Engine::watcher_thread_main() {
+  // Runs beside the caller's compute: it pings the store and listens to it whatever the
+  // caller does, so only a dead process, host or link stops the heartbeats, never a late one.
+  auto next_ping = Clock::now();
   for (;;) {
+    auto now = Clock::now();
+    if (now >= next_ping) {
+      watch_->ping();
+      next_ping = now + watch_->ping_period();
+    }
+    auto silent = now - watch_->last_heard();
+    if (silent > watch_->silence_limit()) {
+      std::string msg = store_unreachable_message(silent);
+      abort_from_watcher(std::make_exception_ptr(PeerLostError(rank(), 0, "communicator", msg)), msg, 0);
+      return;
+    }
+    auto wake_at = std::min(next_ping, watch_->last_heard() + watch_->silence_limit());
+    auto wait_ms = std::chrono::duration_cast<milliseconds>(wake_at - now).count() + 1;
     pollfd fds[2] = {{watch_->fd(), POLLIN, 0}, {watcher_stop_fd_, POLLIN, 0}};
-    int rc = ::poll(fds, 2, -1);
+    int rc = ::poll(fds, 2, static_cast<int>(std::clamp<int64_t>(wait_ms, 1, 1000)));
     if (rc < 0) {
       if (errno == EINTR) continue;
       return;
     }
     if (fds[1].revents) return;
     if (!fds[0].revents) continue;
-    WatchChannel::Event ev = watch_->read_event();
-    std::exception_ptr err;
-    if (ev.lost)
-      err = std::make_exception_ptr(PeerLostError(rank(), ev.rank, "communicator", ev.message));
-    else
-      err = std::make_exception_ptr(MismatchError(rank(), ev.rank, "communicator", ev.message));
-    if (has_work())
-      log::warn("rank {} lost: {}", ev.rank, ev.message);
-    else
-      log::info("rank {} lost: {}", ev.rank, ev.message);
-    {
-      std::lock_guard lk(abort_mu_);
-      abort_error_ = err;
+    while (auto ev = watch_->receive()) {
+      std::exception_ptr err;
+      try {
+        if (ev->what == WatchChannel::Event::Kind::Failed)
+          throw_error(ev->error, rank(), ev->rank == rank() ? -1 : ev->rank, "communicator", ev->message);
+        throw PeerLostError(rank(), ev->rank, "communicator", ev->message);
+      } catch (...) {
+        err = std::current_exception();
+      }
+      abort_from_watcher(err, ev->message, ev->rank);
+      if (ev->what == WatchChannel::Event::Kind::Closed) return;  // rank 0 is gone
     }
-    abort_flag_.store(true, std::memory_order_release);
-    // Nobody may be driving (no work queued): mark the communicator broken for later calls.
-    if (!has_work() && drive_mu_.try_lock()) {
-      std::lock_guard g(drive_mu_, std::adopt_lock);
-      step();
-    }
-    if (watch_->fd() < 0) return;  // the channel closed (rank 0 is gone)
   }
 }
 

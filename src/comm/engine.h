@@ -86,6 +86,7 @@ class Engine : public std::enable_shared_from_this<Engine> {
  private:
   explicit Engine(Options options);
   void join_group();
+  std::shared_ptr<StoreServer> serve_store();
   void start_threads();
   void agree_on_plan_inputs();
   void allocate_staging();
@@ -99,6 +100,9 @@ class Engine : public std::enable_shared_from_this<Engine> {
   void drive_until(Pred done, Deadline deadline);
   void progress_thread_main();
   void watcher_thread_main();
+  // Fails everything with the watcher's first failure (later ones are its consequences).
+  void abort_from_watcher(std::exception_ptr err, const std::string& message, int peer);
+  std::string store_unreachable_message(Clock::duration silent) const;
   void complete(const std::shared_ptr<WorkState>& w, std::exception_ptr error);
   void fail_everything(std::exception_ptr error);
   bool has_work();
@@ -146,7 +150,8 @@ class Engine : public std::enable_shared_from_this<Engine> {
   std::atomic<int> callers_waiting_{0};  // callers inside wait(): the progress thread steps aside
   std::atomic<bool> stopping_flag_{false};
 
-  // Asynchronous failure reported by the watcher thread (a rank died).
+  // Asynchronous failure reported by the watcher thread (a rank died or fell silent, the job
+  // failed).
   std::mutex abort_mu_;
   std::exception_ptr abort_error_;
   std::atomic<bool> abort_flag_{false};

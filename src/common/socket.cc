@@ -59,6 +59,16 @@ void Fd::reset() {
   fd_ = -1;
 }
 
+std::string resolve_ipv4(const std::string& host) {
+  addrinfo* res = resolve(host, 0, false);
+  char buf[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr, buf, sizeof buf);
+  freeaddrinfo(res);
+  return buf;
+}
+
+bool is_loopback_ipv4(const std::string& address) { return address.rfind("127.", 0) == 0; }
+
 Fd listen_tcp(const std::string& host, int port, int backlog) {
   addrinfo* res = resolve(host, port, true);
   Fd fd(::socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, 0));

@@ -46,6 +46,10 @@ class Fd {
   int fd_ = -1;
 };
 
+// The IPv4 address `host` resolves to ("10.0.0.1"); SocketError when it does not resolve.
+std::string resolve_ipv4(const std::string& host);
+bool is_loopback_ipv4(const std::string& address);  // 127.0.0.0/8
+
 // Listens on host:port (port 0 = any free port); SO_REUSEADDR set.
 Fd listen_tcp(const std::string& host, int port, int backlog = 128);
 int local_port(int fd);
