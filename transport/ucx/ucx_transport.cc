@@ -1,9 +1,14 @@
 #include "transport/ucx/ucx_transport.h"
 
 #include <ucp/api/ucp.h>
+#include <ucs/debug/log_def.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -26,6 +31,27 @@ bool is_peer_failure(ucs_status_t s) {
 }
 
 class UcxTransport;
+
+// After a peer failure, requests to the failed peer can never complete: UCX 1.13 completes
+// outstanding requests only on a forced close, which it allows only in peer error mode (and
+// that mode drops its shared-memory transports). Tearing the worker down then releases them,
+// and UCX reports each consequence of the failure once more: every request still out
+// (mpool.c "was not returned to mpool"), every message that arrived for a receive never posted
+// (tag_match.c "unexpected tag-receive descriptor"), every flush towards the dead peer
+// (flush.c "error during flush"). While a transport that saw a failure is torn down those
+// reports are counted and dropped instead of printed; one line says how many there were.
+std::atomic<int> g_failure_echoes{0};
+
+ucs_log_func_rc_t drop_failure_echoes(const char* file, unsigned, const char*, ucs_log_level_t level,
+                                      const ucs_log_component_config_t*, const char*, va_list) {
+  const char* base = std::strrchr(file, '/');
+  base = base ? base + 1 : file;
+  bool echo = (level == UCS_LOG_LEVEL_WARN && (std::strcmp(base, "mpool.c") == 0 || std::strcmp(base, "tag_match.c") == 0)) ||
+              (level == UCS_LOG_LEVEL_ERROR && std::strcmp(base, "flush.c") == 0);
+  if (!echo) return UCS_LOG_FUNC_RC_CONTINUE;
+  g_failure_echoes.fetch_add(1);
+  return UCS_LOG_FUNC_RC_STOP;
+}
 
 class UcxConnection final : public Connection {
  public:
@@ -128,9 +154,35 @@ class UcxTransport final : public Transport {
   }
 
   ~UcxTransport() override {
+    if (!failed_) {
+      finish_closing();
+      if (worker_) ucp_worker_destroy(worker_);
+      if (context_) ucp_cleanup(context_);
+      return;
+    }
+    // ucs_log handlers are process-wide: one such teardown at a time installs the filter.
+    static std::mutex mu;
+    std::lock_guard lk(mu);
+    g_failure_echoes = 0;
+    ucs_log_push_handler(drop_failure_echoes);
+    finish_closing();
     if (worker_) ucp_worker_destroy(worker_);
     if (context_) ucp_cleanup(context_);
+    ucs_log_pop_handler();
+    log::info("UCX: released {} requests abandoned after a peer failure ({} UCX reports of it not printed)",
+              abandoned_, g_failure_echoes.load());
   }
+
+  // A request destroyed before it completed (its operation failed or was abandoned), and an
+  // endpoint that failed: the transport's teardown is then that of a failed job.
+  void note_abandoned() {
+    ++abandoned_;
+    failed_ = true;
+  }
+  void note_failed_endpoint() { failed_ = true; }
+  // An endpoint's close in progress; the transport finishes every close at once, with one
+  // deadline, instead of one connection after another.
+  void closing(ucs_status_ptr_t request) { closing_.push_back(request); }
 
   std::string name() const override { return name_; }
 
@@ -205,7 +257,23 @@ class UcxTransport final : public Transport {
     return tcp;
   }
 
+  // Progresses the endpoint closes until they complete or the deadline: short once requests
+  // were abandoned (a flush towards a failed peer never completes), else long enough to flush.
+  void finish_closing() {
+    Deadline deadline = Deadline::after(milliseconds(failed_ ? 100 : 1000));
+    auto pending = [&] {
+      return std::any_of(closing_.begin(), closing_.end(),
+                         [](ucs_status_ptr_t r) { return ucp_request_check_status(r) == UCS_INPROGRESS; });
+    };
+    while (pending() && !deadline.expired()) ucp_worker_progress(worker_);
+    for (ucs_status_ptr_t r : closing_) ucp_request_free(r);
+    closing_.clear();
+  }
+
   int rank_;
+  int abandoned_ = 0;
+  bool failed_ = false;
+  std::vector<ucs_status_ptr_t> closing_;
   bool shared_memory_ = false;
   ucp_context_h context_ = nullptr;
   ucp_worker_h worker_ = nullptr;
@@ -215,16 +283,16 @@ class UcxTransport final : public Transport {
 
 UcxConnection::~UcxConnection() {
   if (!ep_) return;
-  ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-  // A failed endpoint can only be closed by force; a healthy one flushes what is in flight.
-  p.flags = failure_ != UCS_OK ? UCP_EP_CLOSE_FLAG_FORCE : 0;
-  ucs_status_ptr_t r = ucp_ep_close_nbx(ep_, &p);
-  if (UCS_PTR_IS_PTR(r)) {
-    Deadline deadline = Deadline::after(milliseconds(1000));
-    while (ucp_request_check_status(r) == UCS_INPROGRESS && !deadline.expired()) ucp_worker_progress(transport_.worker());
-    ucp_request_free(r);
+  // A failed endpoint cannot be flushed, and UCX refuses to force its close in error mode
+  // none: the worker's destruction releases it.
+  if (failure_ != UCS_OK) {
+    transport_.note_failed_endpoint();
+    return;
   }
+  // A flushing close; the transport waits for all of them together.
+  ucp_request_param_t p{};
+  ucs_status_ptr_t r = ucp_ep_close_nbx(ep_, &p);
+  if (UCS_PTR_IS_PTR(r)) transport_.closing(r);
 }
 
 std::unique_ptr<Request> UcxConnection::isend(const void* buf, size_t bytes, MemoryRegion*, Tag tag) {
@@ -251,7 +319,10 @@ std::unique_ptr<Request> UcxConnection::irecv(void* buf, size_t bytes, MemoryReg
 UcxRequest::~UcxRequest() {
   if (!req_) return;
   // An abandoned receive must not land in a buffer the caller may free: cancel it first.
-  if (!done_ && ucp_request_check_status(req_) == UCS_INPROGRESS) ucp_request_cancel(transport_.worker(), req_);
+  if (!done_ && ucp_request_check_status(req_) == UCS_INPROGRESS) {
+    if (is_recv_) ucp_request_cancel(transport_.worker(), req_);
+    transport_.note_abandoned();
+  }
   ucp_request_free(req_);
 }
 
