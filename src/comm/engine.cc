@@ -418,7 +418,7 @@ bool Engine::step() {
   } catch (...) {
     // The transport's state with the failed peer is unknown now: fail everything, and every
     // later operation, with this error.
-    auto e = std::current_exception();
+    auto e = prefer_watcher_verdict(std::current_exception());
     try {
       std::rethrow_exception(e);
     } catch (const std::exception& ex) {
@@ -435,6 +435,25 @@ void Engine::watch_silence(WorkState& w, Progress p, Clock::time_point now) {
     w.last_progress = Clock::now();
   else if (now - w.last_progress > options_.timeout)
     raise_silence(*w.op);
+}
+
+std::exception_ptr Engine::prefer_watcher_verdict(std::exception_ptr transport_error) {
+  // A connection that breaks is often a consequence: the peer exited because a third rank
+  // died, or the store is about to report the death with its cause. The watcher's verdict
+  // names the rank that failed first, the same way on every rank; give it a moment.
+  if (!watch_) return transport_error;
+  try {
+    std::rethrow_exception(transport_error);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::PeerLost && e.kind() != ErrorKind::Transport) return transport_error;
+  } catch (...) {
+    return transport_error;
+  }
+  Deadline grace = Deadline::after(kWatcherVerdictGrace);
+  while (!abort_flag_.load(std::memory_order_acquire) && !grace.expired())
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  std::lock_guard lk(abort_mu_);
+  return abort_error_ ? abort_error_ : transport_error;
 }
 
 void Engine::raise_silence(Operation& op) {

@@ -103,6 +103,9 @@ class Engine : public std::enable_shared_from_this<Engine> {
   // Fails everything with the watcher's first failure (later ones are its consequences).
   void abort_from_watcher(std::exception_ptr err, const std::string& message, int peer);
   std::string store_unreachable_message(Clock::duration silent) const;
+  // The watcher's failure if it reports one within kWatcherVerdictGrace, else the transport's.
+  std::exception_ptr prefer_watcher_verdict(std::exception_ptr transport_error);
+  static constexpr milliseconds kWatcherVerdictGrace{300};
   void complete(const std::shared_ptr<WorkState>& w, std::exception_ptr error);
   void fail_everything(std::exception_ptr error);
   bool has_work();
