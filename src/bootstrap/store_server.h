@@ -25,7 +25,7 @@ class StoreServer {
   // How long the destructor waits for connected ranks to leave; after a failed job at most
   // kFailedDrain of it, so survivors exit promptly.
   void set_drain_timeout(milliseconds t);
-  static constexpr milliseconds kFailedDrain{500};
+  static constexpr milliseconds kFailedDrain{250};
 
   // The process-wide server for `port`, started on first use; shared by every communicator
   // that rank 0 creates on that port.

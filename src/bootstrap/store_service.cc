@@ -296,7 +296,7 @@ void StoreService::handle_request(int id, Op op, wire::Reader& r, Clock::time_po
       f.message = r.str().substr(0, kMaxReportedMessageBytes);
       r.expect_end();
       if (f.culprit < -1 || f.culprit >= config_.world_size) f.culprit = -1;
-      if (!ep.failure) log::warn("store: rank {} reports: {}", c.hello.rank, f.message);
+      if (!ep.failure) log::warn("store: job failed, as rank {} reports: {}", c.hello.rank, f.message);
       send(id, reply(Status::Ok).take());
       fail_epoch(epoch, f);
       return;

@@ -492,14 +492,29 @@ void Engine::raise_silence(Operation& op) {
       culprit = peer;
     }
   }
-  if (cycle)
-    throw TimeoutError(rank(), peer, op.name(),
-                       fmt::format("{}; every rank in the cycle is waiting ({}): were the same collectives issued in "
-                                   "the same order on every rank?",
-                                   detail, path));
-  throw TimeoutError(rank(), culprit, op.name(),
-                     fmt::format("{}: rank {} is not responding (dead, wedged or not calling {}) [{}]", detail, culprit,
-                                 op.name(), path));
+  TimeoutError error =
+      cycle ? TimeoutError(rank(), peer, op.name(),
+                           fmt::format("{}; every rank in the cycle is waiting ({}): were the same collectives issued "
+                                       "in the same order on every rank?",
+                                       detail, path))
+            : TimeoutError(rank(), culprit, op.name(),
+                           fmt::format("{}: rank {} is not responding (dead, wedged or not calling {}) [{}]", detail,
+                                       culprit, op.name(), path));
+  // Another rank's verdict reached this one meanwhile: that is the job's failure.
+  {
+    std::lock_guard lk(abort_mu_);
+    if (abort_error_) std::rethrow_exception(abort_error_);
+  }
+  // The job is over: every rank hears it now (the first report wins), rather than each at its
+  // own deadline, and rank 0's store stops waiting for ranks that will not say goodbye.
+  if (store_) {
+    try {
+      store_->report_failure(error.detail(), error.peer(),
+                             ErrorKind::Timeout);
+    } catch (const Error&) {
+    }
+  }
+  throw error;
 }
 
 template <typename Pred>
@@ -600,9 +615,9 @@ void Engine::abort_from_watcher(std::exception_ptr err, const std::string& messa
     abort_error_ = err;
   }
   if (has_work())
-    log::warn("rank {} lost: {}", peer, message);
+    log::warn("communicator failed (rank {}): {}", peer, message);
   else
-    log::info("rank {} lost: {}", peer, message);
+    log::info("communicator failed (rank {}): {}", peer, message);
   abort_flag_.store(true, std::memory_order_release);
   // Nobody may be driving (no work queued): mark the communicator broken for later calls.
   if (!has_work() && drive_mu_.try_lock()) {

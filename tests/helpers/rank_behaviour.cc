@@ -45,10 +45,10 @@ void print_error(const ringlink::Error& e, std::chrono::steady_clock::time_point
   std::fflush(stdout);
 }
 
-int exiting(int code) {
+// Registered first, so it runs last: after the process-wide store server of rank 0 is gone.
+void print_exit_time() {
   std::printf("EXITING at=%lld\n", now_ms());
   std::fflush(stdout);
-  return code;
 }
 
 [[noreturn]] void kill_self(int sig) {
@@ -122,13 +122,14 @@ int allreduce_loop(size_t bytes, std::chrono::seconds limit) {
       result = 4;
     }
   }
-  return exiting(result);
+  return result;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  std::atexit(print_exit_time);
   record_pid();
   std::string mode = argc > 1 ? argv[1] : "ok";
   int target = argc > 2 ? std::atoi(argv[2]) : -1;
@@ -204,7 +205,7 @@ int main(int argc, char** argv) {
       std::printf("RESULT setup-failed: %s\n", e.what());
       result = 4;
     }
-    return exiting(result);  // after the communicator's teardown
+    return result;
   }
   if (mode == "late") {
     // The target arrives at the first collective `seconds` after the others (a checkpoint).
