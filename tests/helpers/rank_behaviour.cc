@@ -2,7 +2,8 @@
 //   rank-behaviour MODE [TARGET_RANK]
 // Modes: ok, never-join, wrong-token, world-mismatch, duplicate-rank, kill-self, hang,
 //        grandchild-then-fail, kill-mid-allreduce, stop-mid-allreduce, late [SECONDS],
-//        allreduce-loop (TARGET unused: runs checked allreduces until an error or 120 s).
+//        allreduce-loop TARGET [BYTES [SECONDS]] (TARGET unused: checked allreduces of BYTES,
+//        1 MiB by default, until an error or SECONDS, 120 by default).
 // The TARGET rank misbehaves; the others create a communicator, exchange a message around
 // the ring and print "RESULT ok" or "RESULT <error kind> peer=<p> ms=<elapsed> at=<t>:
 // <message>". Times t are milliseconds of CLOCK_MONOTONIC (one clock for every process of the
@@ -100,11 +101,14 @@ int allreduce_loop(size_t bytes, std::chrono::seconds limit) {
       std::fflush(stdout);
       auto start = std::chrono::steady_clock::now();
       int i = 0;
-      for (; std::chrono::steady_clock::now() - start < limit; ++i) {
+      for (int32_t go = 1; go; ++i) {
         std::fill(v.begin(), v.end(), static_cast<float>(c.rank() + 1));
         auto t0 = std::chrono::steady_clock::now();
         try {
           c.allreduce(v.data(), v.size(), ringlink::DataType::Float32, ringlink::ReduceOp::Sum);
+          // Rank 0's clock decides when to stop, so every rank runs the same iterations.
+          go = c.rank() != 0 || std::chrono::steady_clock::now() - start < limit;
+          c.allreduce(&go, 1, ringlink::DataType::Int32, ringlink::ReduceOp::Min);
         } catch (const ringlink::Error& e) {
           print_error(e, t0, " iteration=" + std::to_string(i));
           result = 3;
@@ -236,7 +240,8 @@ int main(int argc, char** argv) {
   }
   if (mode == "allreduce-loop") {
     size_t bytes = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : (1u << 20);
-    return allreduce_loop(bytes, std::chrono::seconds(120));
+    int seconds = argc > 4 ? std::atoi(argv[4]) : 120;
+    return allreduce_loop(bytes, std::chrono::seconds(seconds));
   }
   if (mode == "grandchild-then-fail") {
     if (me) {

@@ -1,8 +1,9 @@
 // The software verbs' devices, contexts, protection domains, memory regions and completion
 // queues, and the rules an HCA applies to them:
 //  - one device, "soft", with one port: InfiniBand link layer, active (down after an injected
-//    port-down), MTU 4096; its LID is the loopback TCP port the context listens on, and its one
-//    GID is a link-local address made from the LID;
+//    port-down), MTU 4096; its LID is the loopback TCP port the context listens on; GID 0 is
+//    a link-local address made from the LID, GID 1 (where the host has one) its first IPv4
+//    address that is not loopback, IPv4-mapped, listened on at the LID's port;
 //  - a protection domain, and a CQ, cannot go while something uses it (EBUSY);
 //  - a memory region covers pages that exist (pinning needs them: EFAULT otherwise), has a
 //    non-zero length and valid access flags; remote write needs local write; its lkey and rkey
@@ -13,6 +14,8 @@
 #include <arpa/inet.h>
 #include <endian.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -21,6 +24,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "transport/verbs/soft/entry_points.h"
@@ -98,6 +102,30 @@ void free_device_list(ibv_device** list) { std::free(list); }
 
 const char* get_device_name(ibv_device* device) { return device->name; }
 
+// GID 1's listener (see Context::host_listen_fd); quietly absent when the host has no such
+// address or the port is taken there.
+void open_host_listener(Context* c) {
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return;
+  for (ifaddrs* i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK))
+      continue;
+    c->host_addr = reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr;
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr = c->host_addr;
+    a.sin_port = htons(c->lid);
+    if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(fd, SOMAXCONN) == 0) {
+      c->host_listen_fd = fd;
+    } else if (fd >= 0) {
+      ::close(fd);
+    }
+    break;
+  }
+  ::freeifaddrs(list);
+}
+
 ibv_context* open_device(ibv_device* device) {
   auto* c = new Context;
   c->h.self = c;
@@ -119,6 +147,7 @@ ibv_context* open_device(ibv_device* device) {
     return nullptr;
   }
   c->lid = ntohs(a.sin_port);
+  open_host_listener(c);
   c->wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   c->async_fd = ::eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE);
   c->h.verbs.async_fd = c->async_fd;
@@ -141,6 +170,7 @@ int close_device(ibv_context* context) {
   for (auto& [key, mr] : c->mrs) delete mr;
   for (auto& p : c->pending) close_pending(p);
   ::close(c->listen_fd);
+  if (c->host_listen_fd >= 0) ::close(c->host_listen_fd);
   ::close(c->wake_fd);
   ::close(c->async_fd);
   delete c;
@@ -177,7 +207,7 @@ int query_port(ibv_context* context, uint8_t port, ibv_port_attr* attr) {
   attr->phys_state = c->port_down ? 3 : 5;  // Disabled / LinkUp
   attr->max_mtu = IBV_MTU_4096;
   attr->active_mtu = IBV_MTU_4096;
-  attr->gid_tbl_len = 1;
+  attr->gid_tbl_len = c->host_listen_fd >= 0 ? 2 : 1;
   attr->max_msg_sz = static_cast<uint32_t>(kMaxMessage);
   attr->pkey_tbl_len = 1;
   attr->lid = c->lid;
@@ -191,6 +221,14 @@ int query_port(ibv_context* context, uint8_t port, ibv_port_attr* attr) {
 
 int query_gid(ibv_context* context, uint8_t port, int index, ibv_gid* gid) {
   Context* c = of(context);
+  if (port == 1 && index == 1 && c->host_listen_fd >= 0) {
+    // IPv4-mapped, as a RoCE v2 GID carries its address.
+    *gid = ibv_gid{};
+    gid->raw[10] = 0xff;
+    gid->raw[11] = 0xff;
+    std::memcpy(&gid->raw[12], &c->host_addr, 4);
+    return 0;
+  }
   if (port != 1 || index != 0) return -1;
   // A link-local GID made from the LID, like a port GUID would make one.
   *gid = ibv_gid{};

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <infiniband/verbs.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -205,6 +206,10 @@ struct Context {
   std::mutex mu;
   int listen_fd = -1;
   uint16_t lid = 0;  // the loopback TCP port it listens on
+  // Peers on other hosts (network namespaces in the tests) reach GID 1: this host's first
+  // IPv4 address that is not loopback, listened on at the same port as loopback. -1: none.
+  int host_listen_fd = -1;
+  in_addr host_addr{};
   int wake_fd = -1;
   std::atomic<bool> wake_pending{false};
   int async_fd = -1;

@@ -16,6 +16,8 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <cstring>
+
 #include "transport/verbs/soft/hca.h"
 
 namespace ringlink::verbs::soft {
@@ -83,6 +85,10 @@ void connect_requester(Context* c, Qp* qp) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  // A GID-addressed QP whose GID is IPv4-mapped (GID 1) lives on another host.
+  const uint8_t* dgid = qp->ah.grh.dgid.raw;
+  static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (qp->ah.is_global && std::memcmp(dgid, kMapped, sizeof kMapped) == 0) std::memcpy(&a.sin_addr, dgid + 12, 4);
   a.sin_port = htons(qp->dlid);
   if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
     if (fd >= 0) ::close(fd);

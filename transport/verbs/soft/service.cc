@@ -18,9 +18,9 @@ namespace {
 
 constexpr auto kHelloPatience = std::chrono::seconds(30);
 
-void accept_all(Context* c) {
+void accept_all(Context* c, int listen_fd) {
   for (;;) {
-    int fd = ::accept4(c->listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -134,6 +134,10 @@ void service_main(Context* c) {
         }
         if (qp->in.parked) timeout_ms = timeout_ms < 0 ? 1 : std::min(timeout_ms, 1);
       }
+      if (c->host_listen_fd >= 0) {
+        fds.push_back({c->host_listen_fd, POLLIN, 0});
+        watches.push_back({0, false});
+      }
       if (c->more_work || c->drop_now) timeout_ms = 0;
       c->more_work = false;
     }
@@ -152,7 +156,9 @@ void service_main(Context* c) {
       Stream& s = watches[i].in ? it->second->in : it->second->out;
       if (s.fd == fds[i].fd) s.readable = (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
     }
-    if (fds[1].revents & POLLIN) accept_all(c);
+    if (fds[1].revents & POLLIN) accept_all(c, c->listen_fd);
+    if (c->host_listen_fd >= 0 && fds.back().fd == c->host_listen_fd && (fds.back().revents & POLLIN))
+      accept_all(c, c->host_listen_fd);
     if (!c->pending.empty()) serve_pending(c);
     if (c->drop_now) drop_everything(c);
     for (auto& [qpn, qp] : c->qps) serve_responder(c, qp);
