@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cmath>
 #include <mutex>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -15,6 +14,7 @@
 
 #include "bootstrap/store_keys.h"
 #include "bootstrap/wire.h"
+#include "comm/plan_inputs.h"
 #include "common/log.h"
 #include "common/socket.h"
 #include "ringlink/error.h"
@@ -127,55 +127,6 @@ std::shared_ptr<StoreServer> Engine::serve_store() {
   }
 }
 
-namespace {
-
-// What every rank must plan with alike, as rank 0 publishes it.
-struct PlanInputs {
-  Algorithm algorithm;
-  size_t chunk_bytes;
-  algo::LinkModel model;
-};
-
-std::string encode(const PlanInputs& p) {
-  return wire::Writer()
-      .u8(static_cast<uint8_t>(p.algorithm))
-      .u64(p.chunk_bytes)
-      .f64(p.model.latency_us)
-      .f64(p.model.bandwidth_gbps)
-      .f64(p.model.reduce_gbps)
-      .f64(p.model.rd_max_bytes)
-      .take();
-}
-
-PlanInputs decode_plan_inputs(std::string_view bytes, const algo::LinkModel& defaults) {
-  wire::Reader r(bytes);
-  PlanInputs p{Algorithm::Auto, 0, defaults};
-  uint8_t algorithm = r.u8();
-  if (algorithm > static_cast<uint8_t>(Algorithm::Tree)) throw wire::FormatError(fmt::format("algorithm {}", algorithm));
-  p.algorithm = static_cast<Algorithm>(algorithm);
-  uint64_t chunk = r.u64();
-  if (chunk < 256 || chunk > (1ull << 30)) throw wire::FormatError(fmt::format("chunk of {} bytes", chunk));
-  p.chunk_bytes = static_cast<size_t>(chunk);
-  // The estimates divide by the rates: those must be positive, the others at least zero.
-  for (double* v : {&p.model.latency_us, &p.model.bandwidth_gbps, &p.model.reduce_gbps, &p.model.rd_max_bytes}) {
-    *v = r.f64();
-    bool rate = v == &p.model.bandwidth_gbps || v == &p.model.reduce_gbps;
-    if (!std::isfinite(*v) || *v < 0 || (rate && *v == 0))
-      throw wire::FormatError(fmt::format("cost constant {}", *v));
-  }
-  r.expect_end();
-  return p;
-}
-
-std::string describe(const PlanInputs& p) {
-  return fmt::format("algorithm {}, chunk {} bytes, latency {} us, bandwidth {} GB/s, reduce {} GB/s, "
-                     "recursive doubling up to {} bytes",
-                     to_string(p.algorithm), p.chunk_bytes, p.model.latency_us, p.model.bandwidth_gbps,
-                     p.model.reduce_gbps, p.model.rd_max_bytes);
-}
-
-}  // namespace
-
 void Engine::agree_on_plan_inputs() {
   chunk_bytes_ = options_.chunk_bytes ? options_.chunk_bytes : kDefaultChunkBytes;
   algorithm_ = options_.algorithm;
@@ -195,7 +146,7 @@ void Engine::agree_on_plan_inputs() {
   if (agreed_bytes == encode(mine)) return;
   PlanInputs agreed{};
   try {
-    agreed = decode_plan_inputs(agreed_bytes, model_);
+    agreed = decode_plan_inputs(agreed_bytes);
   } catch (const wire::FormatError& e) {
     throw InvalidArgumentError(rank(), 0, "create communicator",
                                fmt::format("rank 0's plan inputs are malformed: {}", e.what()));

@@ -1,7 +1,9 @@
 // Options::from_environment: launcher detection order, defaults and malformed values.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <map>
+#include <vector>
 
 #include "ringlink/error.h"
 #include "ringlink/options.h"
@@ -179,6 +181,43 @@ TEST(Names, ParseTakesWhatToStringPrints) {
   EXPECT_EQ(parse_log_level("Info"), std::nullopt);
   EXPECT_EQ(parse_data_type(""), std::nullopt);
   EXPECT_EQ(parse_reduce_op("mean"), std::nullopt);
+}
+
+TEST(Environment, LateIsNotDeadByDefault) {
+  Options o = parse({});
+  EXPECT_EQ(o.timeout, std::chrono::minutes(10));
+  EXPECT_EQ(o.liveness_timeout, std::chrono::seconds(10));
+  EXPECT_EQ(parse({{"RINGLINK_LIVENESS_TIMEOUT_MS", "2500"}}).liveness_timeout.count(), 2500);
+  EXPECT_THROW(parse({{"RINGLINK_LIVENESS_TIMEOUT_MS", "50"}}), ringlink::InvalidArgumentError);
+}
+
+TEST(Environment, TheDerivedTokenIsMarkedAsSuch) {
+  std::map<std::string, std::string> torchrun = {{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "node1"}};
+  EXPECT_TRUE(parse(torchrun).job_token_derived);
+  torchrun["RINGLINK_JOB_TOKEN"] = "secret";
+  Options o = parse(torchrun);
+  EXPECT_FALSE(o.job_token_derived);
+  EXPECT_EQ(o.job_token, "secret");
+}
+
+TEST(Environment, AnEmptyTokenIsRefusedWhenRanksSpanHosts) {
+  auto with = [](std::map<std::string, std::string> env) {
+    env["RINGLINK_JOB_TOKEN"] = "";
+    return parse(env);
+  };
+  // One host, loopback: nobody else can connect, an empty token is allowed.
+  EXPECT_NO_THROW(with({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}}).validate());
+  // A store others can reach, or ranks on another host: refused, naming the variable.
+  for (auto env : std::vector<std::map<std::string, std::string>>{
+           {{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "10.0.0.1"}},
+           {{"RANK", "0"}, {"WORLD_SIZE", "4"}, {"LOCAL_WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}}}) {
+    try {
+      with(env).validate();
+      ADD_FAILURE() << "an empty token was accepted with MASTER_ADDR=" << env["MASTER_ADDR"];
+    } catch (const ringlink::InvalidArgumentError& e) {
+      EXPECT_NE(std::string(e.what()).find("RINGLINK_JOB_TOKEN"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Environment, RankOutOfRangeIsRejected) {
