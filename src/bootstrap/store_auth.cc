@@ -6,6 +6,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <mutex>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -32,6 +33,7 @@ std::string proof(std::string_view label, std::string_view token, std::string_vi
     msg.append(reinterpret_cast<const char*>(&n), sizeof n);
     msg.append(part);
   }
+  initialize();
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int md_len = 0;
   // An empty token (allowed when every rank is on one host) is a valid, if useless, HMAC key;
@@ -47,7 +49,13 @@ std::string proof(std::string_view label, std::string_view token, std::string_vi
 
 }  // namespace
 
+void initialize() {
+  static std::once_flag once;
+  std::call_once(once, [] { OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr); });
+}
+
 std::string random_bytes(size_t n) {
+  initialize();
   std::string out(n, '\0');
   if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1)
     throw std::runtime_error(openssl_error("RAND_bytes"));

@@ -11,6 +11,12 @@
 
 namespace ringlink::store_auth {
 
+// Initializes libcrypto for this process, once, without its exit-time cleanup: rank 0's store
+// thread may still answer a handshake while the process exits, after atexit handlers ran.
+// StoreServer::acquire calls it before its process-wide registry exists, so even where the
+// application initialized OpenSSL first (with the cleanup), the store is gone before it runs.
+void initialize();
+
 // `n` bytes from the system's cryptographic random generator.
 std::string random_bytes(size_t n);
 

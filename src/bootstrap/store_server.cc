@@ -199,13 +199,14 @@ struct StoreServer::Impl {
     }
   }
 
-  // When the destructor's wait ends: every rank left, or the deadline (short after a failure).
+  // When the destructor's wait ends: every rank left, or the deadline. After a failed job,
+  // kFailedDrain whatever: ranks still joining hear why instead of finding the port closed,
+  // and the survivors' exit waits no longer than that.
   bool drained(Clock::time_point now) {
     std::lock_guard lk(mu);
     if (!draining) return false;
-    if (service.joined_connections() == 0) return true;
-    auto limit = service.any_failed() ? std::min(drain_timeout, kFailedDrain) : drain_timeout;
-    return now >= drain_started + limit;
+    if (service.any_failed()) return now >= drain_started + std::min(drain_timeout, kFailedDrain);
+    return service.joined_connections() == 0 || now >= drain_started + drain_timeout;
   }
 
   void run() {
@@ -252,6 +253,7 @@ struct StoreServer::Impl {
 StoreServer::StoreServer(const std::string& bind_host, int port, std::string token, int world_size,
                          milliseconds liveness_timeout)
     : impl_(std::make_unique<Impl>(std::move(token), world_size, liveness_timeout)) {
+  store_auth::initialize();
   impl_->listen_fd = net::listen_tcp(bind_host, port);
   impl_->port = net::local_port(impl_->listen_fd.get());
   int flags = ::fcntl(impl_->listen_fd.get(), F_GETFL, 0);
@@ -286,6 +288,7 @@ std::shared_ptr<StoreServer> StoreServer::acquire(const std::string& bind_host, 
   // (or side by side) share it, each in its own epoch. Keeping it in the registry until the
   // process exits means a rank still connecting to a finished communicator's server never
   // meets a closed port.
+  store_auth::initialize();  // before the registry: see store_auth.h
   static std::mutex mu;
   static std::map<int, std::shared_ptr<StoreServer>> servers;
   std::lock_guard lk(mu);
