@@ -180,7 +180,7 @@ TEST(Failures, RankFrozenMidAllreduceIsNamedByEveryRankAtTheDeadline) {
     ASSERT_TRUE(r.count(rank)) << o.output;
     EXPECT_NE(r[rank].find("timeout peer=2"), std::string::npos) << r[rank];
     EXPECT_NE(r[rank].find("rank 2 is not responding"), std::string::npos) << r[rank];
-    // The 2 s deadline, the 400 ms grace to compare notes, and scheduling slack.
+    // The 2 s deadline, up to two 400 ms graces to compare notes, and scheduling slack.
     EXPECT_LT(elapsed_ms(r[rank]), 6000) << r[rank];
   }
 }

@@ -415,32 +415,51 @@ void Engine::raise_silence(Operation& op) {
   // waits on; following those reports leads to the rank that reported nothing: the one that is
   // dead, wedged or late. Without the store, name the direct peer.
   int culprit = peer;
-  std::string path = fmt::format("rank {} waits on rank {}", rank(), peer);
+  std::string path;
   bool cycle = false;
+  // Follows the published stalls from `peer`; true when the chain ends at a rank that
+  // published none (the culprit) rather than in a cycle or an unreadable entry.
+  auto walk = [&] {
+    culprit = peer;
+    path = fmt::format("rank {} waits on rank {}", rank(), peer);
+    cycle = false;
+    std::vector<int> seen{rank(), peer};
+    for (int hop = 0; hop < size(); ++hop) {
+      std::string key = store_keys::owned(culprit, "stalled");
+      if (!store_->check(key)) return true;
+      std::string value = store_->get(key, milliseconds(1000));
+      int next = -1;
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), next);
+      if (ec != std::errc() || end != value.data() + value.size() || next < 0 || next >= size()) return false;
+      path += fmt::format(", rank {} waits on rank {}", culprit, next);
+      if (std::find(seen.begin(), seen.end(), next) != seen.end()) {
+        cycle = true;  // everyone involved waits on someone: the ranks issued different operations
+        culprit = peer;
+        return false;
+      }
+      seen.push_back(next);
+      culprit = next;
+    }
+    return false;
+  };
+  path = fmt::format("rank {} waits on rank {}", rank(), peer);
   if (store_) {
     try {
       store_->set(store_keys::owned(rank(), "stalled"), std::to_string(peer));
       auto grace = std::clamp(options_.timeout / 5, milliseconds(200), milliseconds(2000));
       std::this_thread::sleep_for(grace);
-      std::vector<int> seen{rank(), peer};
-      for (int hop = 0; hop < size(); ++hop) {
-        std::string key = store_keys::owned(culprit, "stalled");
-        if (!store_->check(key)) break;
-        std::string value = store_->get(key, milliseconds(1000));
-        int next = -1;
-        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), next);
-        if (ec != std::errc() || end != value.data() + value.size() || next < 0 || next >= size()) break;
-        path += fmt::format(", rank {} waits on rank {}", culprit, next);
-        if (std::find(seen.begin(), seen.end(), next) != seen.end()) {
-          cycle = true;  // everyone involved waits on someone: the ranks issued different operations
-          culprit = peer;
-          break;
-        }
-        seen.push_back(next);
-        culprit = next;
+      if (walk()) {
+        // The chain ends at a rank that published nothing yet. Its own deadline may merely
+        // come later (ranks stop making progress at different moments): give it one more
+        // grace, or take the verdict of the rank that waits on the real culprit, then look again.
+        Deadline more = Deadline::after(grace);
+        while (!abort_flag_.load(std::memory_order_acquire) && !more.expired())
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        if (!abort_flag_.load(std::memory_order_acquire)) walk();
       }
     } catch (const Error&) {
       culprit = peer;
+      cycle = false;
     }
   }
   TimeoutError error =
