@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdarg>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -37,20 +39,41 @@ class UcxTransport;
 // that mode drops its shared-memory transports). Tearing the worker down then releases them,
 // and UCX reports each consequence of the failure once more: every request still out
 // (mpool.c "was not returned to mpool"), every message that arrived for a receive never posted
-// (tag_match.c "unexpected tag-receive descriptor"), every flush towards the dead peer
-// (flush.c "error during flush"). While a transport that saw a failure is torn down those
-// reports are counted and dropped instead of printed; one line says how many there were.
-std::atomic<int> g_failure_echoes{0};
+// (tag_match.c "unexpected tag-receive descriptor"). Before that, UCX prints the failure itself
+// whenever it meets it: a socket to the dead peer that fails (tcp_ep.c "recv(...) failed"), a
+// flush towards it (flush.c "error during flush"), with no rank in sight. ringlink reports the
+// failure as a typed error naming the rank; UCX's lines are counted and kept to the trace log.
+std::atomic<int> g_failure_reports{0};
+std::atomic<int> g_failed_teardowns{0};  // transports that saw a failure, being torn down now
 
-ucs_log_func_rc_t drop_failure_echoes(const char* file, unsigned, const char*, ucs_log_level_t level,
-                                      const ucs_log_component_config_t*, const char*, va_list) {
+bool is_failure_report(const char* file, ucs_log_level_t level, const char* format) {
   const char* base = std::strrchr(file, '/');
   base = base ? base + 1 : file;
-  bool echo = (level == UCS_LOG_LEVEL_WARN && (std::strcmp(base, "mpool.c") == 0 || std::strcmp(base, "tag_match.c") == 0)) ||
-              (level == UCS_LOG_LEVEL_ERROR && std::strcmp(base, "flush.c") == 0);
-  if (!echo) return UCS_LOG_FUNC_RC_CONTINUE;
-  g_failure_echoes.fetch_add(1);
+  if (level == UCS_LOG_LEVEL_ERROR)
+    return std::strcmp(base, "flush.c") == 0 || (std::strcmp(base, "tcp_ep.c") == 0 && std::strstr(format, "failed"));
+  return level == UCS_LOG_LEVEL_WARN && g_failed_teardowns.load() > 0 &&
+         (std::strcmp(base, "mpool.c") == 0 || std::strcmp(base, "tag_match.c") == 0);
+}
+
+ucs_log_func_rc_t quiet_failure_reports(const char* file, unsigned line, const char*, ucs_log_level_t level,
+                                        const ucs_log_component_config_t*, const char* format, va_list ap) {
+  if (!is_failure_report(file, level, format)) return UCS_LOG_FUNC_RC_CONTINUE;
+  g_failure_reports.fetch_add(1);
+  if (log::enabled(LogLevel::Trace)) {
+    char text[512];
+    va_list copy;
+    va_copy(copy, ap);
+    std::vsnprintf(text, sizeof text, format, copy);
+    va_end(copy);
+    log::trace("UCX {}:{}: {}", file, line, text);
+  }
   return UCS_LOG_FUNC_RC_STOP;
+}
+
+// ucs_log handlers are process-wide; this one stays for the process's life.
+void install_quiet_failure_reports() {
+  static std::once_flag once;
+  std::call_once(once, [] { ucs_log_push_handler(quiet_failure_reports); });
 }
 
 class UcxConnection final : public Connection {
@@ -115,6 +138,7 @@ class UcxTransport final : public Transport {
   explicit UcxTransport(const TransportSetup& setup) : rank_(setup.rank) {
     const char* tls_env = std::getenv("UCX_TLS");
     shared_memory_ = setup.local_world_size == setup.world_size && !excludes_shared_memory(tls_env ? tls_env : "");
+    install_quiet_failure_reports();
     ucp_config_t* config = nullptr;
     check(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read");
     // Over TCP, UCX's automatic eager/rendezvous switch sits at 16-24 KiB and a rendezvous
@@ -154,30 +178,24 @@ class UcxTransport final : public Transport {
   }
 
   ~UcxTransport() override {
-    if (!failed_) {
-      finish_closing();
-      if (worker_) ucp_worker_destroy(worker_);
-      if (context_) ucp_cleanup(context_);
-      return;
-    }
-    // ucs_log handlers are process-wide: one such teardown at a time installs the filter.
-    static std::mutex mu;
-    std::lock_guard lk(mu);
-    g_failure_echoes = 0;
-    ucs_log_push_handler(drop_failure_echoes);
     finish_closing();
+    if (failed_) g_failed_teardowns.fetch_add(1);
     if (worker_) ucp_worker_destroy(worker_);
     if (context_) ucp_cleanup(context_);
-    ucs_log_pop_handler();
-    log::info("UCX: released {} requests abandoned after a peer failure ({} UCX reports of it not printed)",
-              abandoned_, g_failure_echoes.load());
+    if (!failed_) return;
+    g_failed_teardowns.fetch_sub(1);
+    log::info("UCX: released {} requests abandoned after a peer failure ({} UCX reports of failures not printed)",
+              abandoned_, g_failure_reports.load());
   }
 
   // A request destroyed before it completed (its operation failed or was abandoned), and an
   // endpoint that failed: the transport's teardown is then that of a failed job.
-  void note_abandoned() {
+  // One that still uses its buffer stops the worker for good: the caller, told of the
+  // failure, may free that buffer, and the transport is not used after a failure anyway.
+  void note_abandoned(bool still_uses_buffer) {
     ++abandoned_;
     failed_ = true;
+    if (still_uses_buffer) stopped_ = true;
   }
   void note_failed_endpoint() { failed_ = true; }
   // An endpoint's close in progress; the transport finishes every close at once, with one
@@ -217,7 +235,7 @@ class UcxTransport final : public Transport {
     return std::make_shared<MemoryRegion>(ptr, bytes, kind);
   }
 
-  bool progress() override { return ucp_worker_progress(worker_) != 0; }
+  bool progress() override { return !stopped_ && ucp_worker_progress(worker_) != 0; }
 
   LinkProperties properties() const override {
     // Measured on a 2-core VM (docs/collectives.md, "Measured constants"): latency = a 2-rank
@@ -265,14 +283,19 @@ class UcxTransport final : public Transport {
       return std::any_of(closing_.begin(), closing_.end(),
                          [](ucs_status_ptr_t r) { return ucp_request_check_status(r) == UCS_INPROGRESS; });
     };
-    while (pending() && !deadline.expired()) ucp_worker_progress(worker_);
-    for (ucs_status_ptr_t r : closing_) ucp_request_free(r);
+    while (!stopped_ && pending() && !deadline.expired()) ucp_worker_progress(worker_);
+    for (ucs_status_ptr_t r : closing_) {
+      // A flush that failed or never ended: a peer is gone, whatever the job saw of it.
+      if (ucp_request_check_status(r) != UCS_OK) failed_ = true;
+      ucp_request_free(r);
+    }
     closing_.clear();
   }
 
   int rank_;
   int abandoned_ = 0;
   bool failed_ = false;
+  bool stopped_ = false;  // the worker is not progressed any more (note_abandoned)
   std::vector<ucs_status_ptr_t> closing_;
   bool shared_memory_ = false;
   ucp_context_h context_ = nullptr;
@@ -318,10 +341,12 @@ std::unique_ptr<Request> UcxConnection::irecv(void* buf, size_t bytes, MemoryReg
 
 UcxRequest::~UcxRequest() {
   if (!req_) return;
-  // An abandoned receive must not land in a buffer the caller may free: cancel it first.
+  // An abandoned receive must not land in a buffer the caller may free: cancel it first. UCX
+  // cancels only receives it has not matched yet; a matched one, like a send, goes on using
+  // its buffer whenever the worker progresses.
   if (!done_ && ucp_request_check_status(req_) == UCS_INPROGRESS) {
     if (is_recv_) ucp_request_cancel(transport_.worker(), req_);
-    transport_.note_abandoned();
+    transport_.note_abandoned(ucp_request_check_status(req_) == UCS_INPROGRESS);
   }
   ucp_request_free(req_);
 }
