@@ -179,6 +179,15 @@ class UcxTransport final : public Transport {
 
   ~UcxTransport() override {
     finish_closing();
+    if (stopped_) {
+      // Destroying the worker would progress or purge operations that still use buffers the
+      // caller may have freed (and UCX asserts on shared-memory endpoints with work pending):
+      // after such a failure the worker and its context are left to the process's exit.
+      log::info("UCX: worker left to the process's exit: {} requests were abandoned after a peer failure, some "
+                "still using their buffers ({} UCX reports of failures not printed)",
+                abandoned_, g_failure_reports.load());
+      return;
+    }
     if (failed_) g_failed_teardowns.fetch_add(1);
     if (worker_) ucp_worker_destroy(worker_);
     if (context_) ucp_cleanup(context_);
