@@ -8,86 +8,58 @@
 #include "common/log.h"
 #include "ringlink/error.h"
 #include "transport/verbs/devices.h"
+#include "transport/verbs/endpoint.h"
 #include "transport/verbs/link.h"
 #include "transport/verbs/verbs_transport_impl.h"
 
 namespace ringlink::verbs {
-namespace {
-
-constexpr uint32_t kEndpointMagic = 0x31425652;  // "RVB1"
-constexpr uint16_t kEndpointVersion = 2;
-
-// Followed by the QP numbers: the data QPs, then the control QP.
-struct EndpointHeader {
-  uint32_t magic;
-  uint16_t version;
-  uint16_t nqps;
-  uint32_t fifo_depth;
-  uint16_t lid;
-  uint8_t ethernet;
-  uint8_t mtu;  // enum ibv_mtu
-  uint8_t gid[16];
-  int32_t gid_index;
-  uint32_t fifo_rkey;
-  uint64_t fifo_addr;
-  uint64_t sizes_addr;
-  uint32_t sizes_rkey;
-  uint32_t eager_slots;
-  uint64_t credits_addr;
-};
-static_assert(sizeof(EndpointHeader) == 72);
-
-}  // namespace
 
 std::vector<std::byte> Link::local_info() const {
-  EndpointHeader h{};
-  h.magic = kEndpointMagic;
-  h.version = kEndpointVersion;
-  h.nqps = static_cast<uint16_t>(qps_.size());
-  h.fifo_depth = depth_;
-  h.lid = t_.port_attr().lid;
-  h.ethernet = t_.ethernet() ? 1 : 0;
-  h.mtu = static_cast<uint8_t>(t_.port_attr().active_mtu);
-  std::memcpy(h.gid, t_.gid().raw, 16);
-  h.gid_index = t_.gid_index();
-  h.fifo_addr = reinterpret_cast<uint64_t>(fifo_in_);
-  h.fifo_rkey = ctrl_mr_->rkey;
-  h.sizes_addr = reinterpret_cast<uint64_t>(sizes_in_);
-  h.sizes_rkey = ctrl_mr_->rkey;
-  h.eager_slots = wire::kEagerSlots;
-  h.credits_addr = reinterpret_cast<uint64_t>(credits_in_);
-  std::vector<std::byte> out(sizeof h + qpns_.size() * sizeof(uint32_t));
-  std::memcpy(out.data(), &h, sizeof h);
-  std::memcpy(out.data() + sizeof h, qpns_.data(), qpns_.size() * sizeof(uint32_t));
-  return out;
+  Endpoint e;
+  e.rank = rank_;
+  e.peer = peer_;
+  e.fifo_depth = depth_;
+  e.eager_slots = wire::kEagerSlots;
+  e.lid = t_.port_attr().lid;
+  e.ethernet = t_.ethernet();
+  e.mtu = static_cast<uint8_t>(t_.port_attr().active_mtu);
+  std::memcpy(e.gid, t_.gid().raw, 16);
+  e.gid_index = t_.gid_index();
+  e.fifo_addr = reinterpret_cast<uint64_t>(fifo_in_);
+  e.fifo_rkey = ctrl_mr_->rkey;
+  e.sizes_addr = reinterpret_cast<uint64_t>(sizes_in_);
+  e.sizes_rkey = ctrl_mr_->rkey;
+  e.credits_addr = reinterpret_cast<uint64_t>(credits_in_);
+  e.qpns = qpns_;
+  return encode_endpoint(e);
 }
 
 void Link::connect(std::span<const std::byte> remote) {
-  EndpointHeader h{};
-  if (remote.size() < sizeof h)
+  const ParsedEndpoint parsed = parse_endpoint(remote);
+  if (!parsed.ok) {
+    if (parsed.kind == ErrorKind::Mismatch)
+      throw MismatchError(rank_, peer_, "connect",
+                          fmt::format("rank {} published an address this transport cannot use: {} (is "
+                                      "RINGLINK_TRANSPORT the same on every rank, and ringlink the same version?)",
+                                      peer_, parsed.why));
+    throw TransportError(rank_, peer_, "connect", fmt::format("rank {} published a malformed verbs endpoint: {}", peer_, parsed.why));
+  }
+  const Endpoint& h = parsed.endpoint;
+  if (h.rank != peer_ || h.peer != rank_)
+    throw TransportError(rank_, peer_, "connect",
+                         fmt::format("the endpoint published as rank {}'s for rank {} says it is rank {}'s for rank {}",
+                                     peer_, rank_, h.rank, h.peer));
+  const size_t nqps = h.qpns.size() - 1;
+  if (nqps != qps_.size())
     throw MismatchError(rank_, peer_, "connect",
-                        fmt::format("rank {} published a {}-byte address, not a verbs endpoint (is RINGLINK_TRANSPORT "
-                                    "the same on every rank?)",
-                                    peer_, remote.size()));
-  std::memcpy(&h, remote.data(), sizeof h);
-  if (h.magic != kEndpointMagic || h.version != kEndpointVersion)
-    throw MismatchError(rank_, peer_, "connect",
-                        fmt::format("rank {} uses another transport or ringlink version (is RINGLINK_TRANSPORT the "
-                                    "same on every rank?)",
-                                    peer_));
-  if (h.nqps != qps_.size())
-    throw MismatchError(rank_, peer_, "connect",
-                        fmt::format("RINGLINK_IB_QPS differs: {} here, {} on rank {}", qps_.size(), h.nqps, peer_));
-  // h.nqps (checked above) sizes what is read next: the endpoint holds exactly that many QPs.
-  if (h.fifo_depth != depth_ || h.eager_slots != wire::kEagerSlots ||
-      remote.size() != sizeof h + (h.nqps + 1u) * sizeof(uint32_t))
+                        fmt::format("RINGLINK_IB_QPS differs: {} here, {} on rank {}", qps_.size(), nqps, peer_));
+  if (h.fifo_depth != depth_ || h.eager_slots != wire::kEagerSlots)
     throw MismatchError(rank_, peer_, "connect", fmt::format("rank {} runs an incompatible verbs transport", peer_));
-  if (static_cast<bool>(h.ethernet) != t_.ethernet())
+  if (h.ethernet != t_.ethernet())
     throw MismatchError(rank_, peer_, "connect",
                         fmt::format("link layers differ: {} here, {} on rank {}", t_.ethernet() ? "Ethernet" : "InfiniBand",
                                     h.ethernet ? "Ethernet" : "InfiniBand", peer_));
-  std::vector<uint32_t> remote_qpns(h.nqps + 1u);
-  std::memcpy(remote_qpns.data(), remote.data() + sizeof h, remote_qpns.size() * sizeof(uint32_t));
+  const std::vector<uint32_t>& remote_qpns = h.qpns;
   remote_fifo_ = h.fifo_addr;
   remote_fifo_rkey_ = h.fifo_rkey;
   remote_sizes_ = h.sizes_addr;
