@@ -13,6 +13,7 @@
 #include "ringlink/error.h"
 #include "transport/verbs/link.h"
 #include "transport/verbs/verbs_transport_impl.h"
+#include "transport/verbs/wire_checks.h"
 
 namespace ringlink::verbs {
 namespace {
@@ -157,6 +158,7 @@ bool Link::post_data(const std::shared_ptr<Op>& op) {
   op->stripes_left = 0;
   for (const auto& p : pieces) op->stripes_left += p.signal ? 1 : 0;
   if (op->stripes_left > 0) posted_[op->serial] = op;
+  cts_held_[slot] = false;  // answered: the receiver may reuse the slot once the immediate lands
   if (!post_pieces(pieces, op->serial)) return true;  // the failure is recorded; the op reports it
   if (op->stripes_left == 0) finish(op);  // inline: the data left with the work request
   return true;
@@ -167,6 +169,7 @@ bool Link::post_void(uint32_t slot) {
   log::trace("verbs: voiding slot {} of rank {}", slot, peer_);
   std::vector<Piece> pieces{{0, WrKind::Void, IBV_WR_RDMA_WRITE_WITH_IMM, 0, 0, 0, 0, 0, wire::encode_void(slot), false, false}};
   if (qps_[0].room() < 1) return false;
+  cts_held_[slot] = false;
   post_pieces(pieces, slot);
   return true;
 }
@@ -246,9 +249,21 @@ void Link::drain_backlogs() {
 bool Link::poll_fifo() {
   if (!connected_ || closed_) return false;
   bool moved = false;
-  while (auto e = reader_.poll()) {
+  while (!failure_) {
+    auto e = reader_.poll();
+    if (!e) break;
     moved = true;
     log::trace("verbs: rank {} cleared to send #{} (tag {}, msn {}, {} bytes)", peer_, e->seq_head, e->tag, e->msn, e->size);
+    // The peer wrote this memory: its slot, size and counts are checked before they index or
+    // size anything. A slot comes back only after the message for it was sent (wire.h).
+    std::string why = wire::check_cts(*e, e->seq_head, depth_, eager_sent_);
+    if (why.empty() && cts_held_[e->slot])
+      why = fmt::format("clear-to-send #{} reuses FIFO slot {} before the message for it was sent", e->seq_head, e->slot);
+    if (!why.empty()) {
+      fail({ErrorKind::Transport, fmt::format("rank {} wrote a malformed clear-to-send: {}", peer_, why)});
+      break;
+    }
+    cts_held_[e->slot] = true;
     remote_released_ = std::max(remote_released_, e->eager_released);
     cts_by_tag_[e->tag].push_back(*e);
     resolve(e->tag);
@@ -296,10 +311,17 @@ void Link::on_completion(const ibv_wc& wc, const WrId& id) {
   drain_backlogs();
 }
 
-// A WRITE WITH IMM arrived: one more stripe of the receive in that slot has landed.
+// A WRITE WITH IMM arrived: one more stripe of the receive in that slot has landed. The
+// immediate, and the size-table word it may point at, are the peer's: checked against the
+// receive they complete before any size is used.
 void Link::on_imm(uint32_t imm) {
+  const uint32_t stripes = static_cast<uint32_t>(qps_.size());
+  if (std::string why = wire::check_imm(imm, depth_, stripes); !why.empty()) {
+    fail({ErrorKind::Transport, fmt::format("rank {} sent a malformed immediate: {}", peer_, why)});
+    return;
+  }
   const wire::Imm m = wire::decode(imm);
-  if (m.slot >= depth_ || !slot_ops_[m.slot]) {
+  if (!slot_ops_[m.slot]) {
     fail({ErrorKind::Transport, fmt::format("rank {} completed FIFO slot {}, which holds no receive", peer_, m.slot)});
     return;
   }
@@ -310,19 +332,30 @@ void Link::on_imm(uint32_t imm) {
     drain_backlogs();
     return;
   }
+  if (op->stripes_got > 0 && m.stripes != op->stripes_want) {
+    fail({ErrorKind::Transport, fmt::format("rank {} announced {} stripes for FIFO slot {}, then {}", peer_,
+                                            op->stripes_want, m.slot, m.stripes)});
+    return;
+  }
+  op->stripes_want = m.stripes;
   if (++op->stripes_got < m.stripes) return;
+  const uint64_t table_word =
+      m.size_in_table || m.truncated ? __atomic_load_n(&sizes_in_[m.slot], __ATOMIC_ACQUIRE) : 0;
+  const wire::Arrival got = wire::arrival(m, op->bytes, stripes, table_word);
+  if (got.kind == wire::Arrival::Kind::Invalid) {
+    fail({ErrorKind::Transport,
+          fmt::format("rank {} completed the {}-byte receive of tag {} in FIFO slot {} inconsistently: {}", peer_,
+                      op->bytes, op->tag, m.slot, got.why)});
+    return;
+  }
   slot_ops_[m.slot] = nullptr;
   slots_.release(m.slot);
   if (auto pit = posted_recvs_.find(op->tag); pit != posted_recvs_.end()) {
     pit->second.erase(op->msn);
     if (pit->second.empty()) posted_recvs_.erase(pit);
   }
-  uint64_t size = op->bytes;
-  if (m.small)
-    size = m.size;
-  else if (m.size_in_table || m.truncated)
-    size = __atomic_load_n(&sizes_in_[m.slot], __ATOMIC_ACQUIRE);
-  if (m.truncated) {
+  const uint64_t size = got.size;
+  if (got.kind == wire::Arrival::Kind::TooLong) {
     op->failed = too_long(peer_, *op, size);
     finish(op);
   } else {

@@ -9,15 +9,23 @@
 #include "common/cuda_driver.h"
 #include "transport/verbs/link.h"
 #include "transport/verbs/verbs_transport_impl.h"
+#include "transport/verbs/wire_checks.h"
 
 namespace ringlink::verbs {
 
 uint32_t Link::eager_credits() {
-  remote_released_ = std::max(remote_released_, __atomic_load_n(credits_in_, __ATOMIC_ACQUIRE));
+  // The credit word is the peer's to write: a count beyond what was sent would mint credits.
+  const uint64_t released = __atomic_load_n(credits_in_, __ATOMIC_ACQUIRE);
+  if (std::string why = wire::check_credits(released, eager_sent_); !why.empty()) {
+    fail({ErrorKind::Transport, fmt::format("rank {} wrote a malformed credit count: {}", peer_, why)});
+    return 0;
+  }
+  remote_released_ = std::max(remote_released_, released);
   return wire::kEagerSlots - static_cast<uint32_t>(eager_sent_ - remote_released_);
 }
 
 bool Link::post_eager(const std::shared_ptr<Op>& op) {
+  if (failure_) return false;
   if (eager_credits() == 0 || control_.room() < 1) {
     credit_starved_ = true;
     return false;
@@ -82,13 +90,13 @@ void Link::post_eager_receive(uint32_t index) {
 }
 
 // An eager message landed in buffer `index`: hand it to its receive, or keep it until one is
-// posted; the buffer goes straight back to the control QP.
+// posted; the buffer goes straight back to the control QP. `bytes` is what the completion
+// reports (the device bounds it by the buffer); the header inside is the peer's, checked.
 void Link::on_eager(uint32_t index, uint32_t bytes) {
   const std::byte* slot = eager_in_ + index * wire::kEagerSlotBytes;
   wire::EagerHeader hdr;
-  std::memcpy(&hdr, slot, sizeof hdr);
-  if (bytes < sizeof hdr || hdr.size != bytes - sizeof hdr) {
-    fail({ErrorKind::Transport, fmt::format("rank {} sent a malformed eager message ({} bytes)", peer_, bytes)});
+  if (std::string why = wire::check_eager({slot, bytes}, hdr); !why.empty()) {
+    fail({ErrorKind::Transport, fmt::format("rank {} sent a malformed eager message: {}", peer_, why)});
     return;
   }
   const std::byte* data = slot + sizeof hdr;
@@ -105,7 +113,17 @@ void Link::on_eager(uint32_t index, uint32_t bytes) {
   if (op) {
     deliver_eager(op, data, hdr.size);
   } else {
-    unexpected_[hdr.tag][hdr.msn].assign(data, data + hdr.size);
+    auto numbered = recv_msn_.find(hdr.tag);
+    const bool posted_before = numbered != recv_msn_.end() && hdr.msn < numbered->second;
+    auto held = unexpected_.find(hdr.tag);
+    if (held != unexpected_.end() && held->second.count(hdr.msn)) {
+      fail({ErrorKind::Transport,
+            fmt::format("rank {} sent message #{} of tag {} eagerly twice", peer_, hdr.msn, hdr.tag)});
+      return;
+    }
+    // Its receive was posted before and is gone (cancelled): nobody will take it, so it is
+    // dropped rather than kept for ever.
+    if (!posted_before) unexpected_[hdr.tag][hdr.msn].assign(data, data + hdr.size);
   }
   post_eager_receive(index);
   ++eager_released_;

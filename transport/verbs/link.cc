@@ -41,6 +41,7 @@ Link::Link(VerbsTransport& t, int peer, uint32_t id)
     throw TransportError(rank_, peer, "connect",
                          fmt::format("registering {} bytes of control memory failed: {}", ctrl_.size(), std::strerror(errno)));
   slot_ops_.resize(d);
+  cts_held_.assign(d, false);
   reader_ = wire::CtsReader(fifo_in_, depth_);
 
   const int nqps = t_.options().ib_qps;

@@ -142,6 +142,7 @@ class Link : public std::enable_shared_from_this<Link> {
   std::unordered_map<Tag, std::deque<std::shared_ptr<Op>>> sends_by_tag_;  // waiting for a CTS
   std::unordered_map<Tag, std::deque<wire::CtsEntry>> cts_by_tag_;        // waiting for a send
   size_t unmatched_sends_ = 0;
+  std::vector<bool> cts_held_;  // by FIFO slot: an entry taken whose message has not been sent
   std::deque<std::shared_ptr<Op>> ready_;                     // matched, waiting for send-queue room
   std::unordered_map<uint32_t, std::shared_ptr<Op>> posted_;  // on the wire, by serial
   uint32_t next_send_serial_ = 0;

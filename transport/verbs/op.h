@@ -47,6 +47,7 @@ struct Op {
   // Receive: the sequence number of its clear-to-send (0: none written yet), and stripes landed.
   uint64_t seq = 0;
   uint32_t stripes_got = 0;
+  uint32_t stripes_want = 0;  // as the first immediate announced
 };
 
 inline const char* op_name(const Op& op) { return op.is_send ? "send" : "recv"; }
