@@ -16,6 +16,7 @@
 
 #include "common/log.h"
 #include "ringlink/error.h"
+#include "transport/ucx/endpoint_blob.h"
 
 namespace ringlink {
 namespace {
@@ -213,14 +214,30 @@ class UcxTransport final : public Transport {
 
   std::string name() const override { return name_; }
 
-  std::vector<std::byte> endpoint_info(int) override { return address_; }
+  std::vector<std::byte> endpoint_info(int peer) override { return ucx::encode_endpoint(rank_, peer, address_); }
 
   std::unique_ptr<Connection> connect(int peer, std::span<const std::byte> remote) override {
     auto conn = std::make_unique<UcxConnection>(*this, peer, nullptr);
     ucp_ep_params_t ep{};
     ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                     UCP_EP_PARAM_FIELD_ERR_HANDLER;
-    ep.address = reinterpret_cast<const ucp_address_t*>(remote.data());
+    // The peer's bytes reach UCX's address unpacker only inside a well-formed envelope that
+    // this rank's peer wrote for it (endpoint_blob.h).
+    const ucx::ParsedEndpoint parsed = ucx::parse_endpoint(remote);
+    if (!parsed.ok) {
+      if (parsed.kind == ErrorKind::Mismatch)
+        throw MismatchError(rank_, peer, "connect",
+                            fmt::format("rank {} published an address this transport cannot use: {} (is "
+                                        "RINGLINK_TRANSPORT the same on every rank, and ringlink the same version?)",
+                                        peer, parsed.why));
+      throw TransportError(rank_, peer, "connect",
+                           fmt::format("rank {} published a malformed UCX endpoint: {}", peer, parsed.why));
+    }
+    if (parsed.rank != peer || parsed.peer != rank_)
+      throw TransportError(rank_, peer, "connect",
+                           fmt::format("the endpoint published as rank {}'s for rank {} says it is rank {}'s for rank {}",
+                                       peer, rank_, parsed.rank, parsed.peer));
+    ep.address = reinterpret_cast<const ucp_address_t*>(parsed.address.data());
     // No peer error mode: with it, UCX 1.13 leaves out its shared-memory transports (a 4x loss
     // between local ranks, measured with ringlink-ring-pass). A dead peer is reported by the
     // communicator's watch channel instead, and a silent one by its deadline.
