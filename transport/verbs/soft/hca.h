@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "transport/verbs/soft/frame_checks.h"
 #include "transport/verbs/soft/objects.h"
 
 namespace ringlink::verbs::soft {
@@ -32,7 +33,7 @@ bool stage_device_payload(TxFrame& f);
 // ---- sockets.cc: frames onto and off the loopback streams -----------------------------------
 enum class Io { Done, Blocked, Closed };
 Io flush_tx(Context* c, Stream& s);
-Io next_header(Stream& s);
+Io next_header(Stream& s, Direction direction);
 Io pump_payload(Context* c, Stream& s, size_t& budget);
 void set_sink(Stream& s, std::vector<Segment> sink, uint64_t length);
 TxFrame& queue_frame(Stream& s, WireOp op, uint64_t psn);

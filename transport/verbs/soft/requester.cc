@@ -20,6 +20,8 @@
 
 #include "transport/verbs/soft/hca.h"
 
+#include "common/log.h"
+
 namespace ringlink::verbs::soft {
 namespace {
 
@@ -154,7 +156,7 @@ Io read_responses(Context* c, Qp* qp, size_t& budget) {
   Stream& s = qp->out;
   for (;;) {
     if (!s.have_header) {
-      Io r = next_header(s);
+      Io r = next_header(s, Direction::Answers);
       if (r != Io::Done) return r;
       const WireHeader& h = s.hdr;
       set_sink(s, {}, 0);
@@ -173,6 +175,12 @@ Io read_responses(Context* c, Qp* qp, size_t& budget) {
         complete_through(qp, h.psn - 1);
         if (qp->state == IBV_QPS_RTS && !qp->inflight.empty() && qp->inflight.front().psn == h.psn &&
             qp->inflight.front().opcode == IBV_WR_RDMA_READ) {
+          // The answer to a READ is as long as the READ: more would not fit where it goes.
+          if (h.length != qp->inflight.front().length) {
+            log::warn("soft verbs: QP {:#x} got a {}-byte answer to a {}-byte READ", qp->h.verbs.qp_num, h.length,
+                      qp->inflight.front().length);
+            return Io::Closed;
+          }
           set_sink(s, qp->inflight.front().local, h.length);
         } else {
           s.payload_left = h.length;

@@ -142,7 +142,7 @@ Io read_requests(Context* c, Qp* qp, size_t& budget) {
   Stream& s = qp->in;
   for (;;) {
     if (!s.have_header) {
-      Io r = next_header(s);
+      Io r = next_header(s, Direction::Requests);
       if (r != Io::Done) return r;
       s.started = false;
     }

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/log.h"
 #include "transport/verbs/soft/hca.h"
 
 namespace ringlink::verbs::soft {
@@ -24,6 +25,10 @@ void accept_all(Context* c, int listen_fd) {
     if (fd < 0) return;
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (c->pending.size() >= kMaxPendingSockets) {  // a flood of silent sockets holds no more
+      ::close(fd);
+      continue;
+    }
     PendingSocket p;
     p.fd = fd;
     p.since = Clock::now();
@@ -43,11 +48,20 @@ void serve_pending(Context* c) {
       if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) close_pending(p);
       break;
     }
-    if (p.fd < 0 || p.got < sizeof(WireHeader)) continue;
-    WireHeader h;
-    std::memcpy(&h, p.hello, sizeof h);
-    auto it = c->qps.find(static_cast<uint32_t>(h.length));
-    if (op_of(h) != WireOp::Hello || it == c->qps.end()) {
+    if (p.fd < 0) continue;
+    if (p.got < sizeof(WireHeader)) {
+      // A partial hello has a deadline: a peer that stops mid-hello holds no socket for ever.
+      if (Clock::now() - p.since > std::chrono::milliseconds(kHelloDeadlineMs)) close_pending(p);
+      continue;
+    }
+    Hello h;
+    if (std::string why = parse_hello({p.hello, sizeof p.hello}, h); !why.empty()) {
+      log::warn("soft verbs: dropping a connection whose hello is malformed: {}", why);
+      close_pending(p);
+      continue;
+    }
+    auto it = c->qps.find(h.dest_qpn);
+    if (it == c->qps.end()) {
       close_pending(p);  // no such QP: the requester's retries run out
       continue;
     }
@@ -57,7 +71,7 @@ void serve_pending(Context* c) {
       if (Clock::now() - p.since > kHelloPatience) close_pending(p);
       continue;
     }
-    if (h.rkey != qp->dest_qpn || h.addr != qp->dlid) {
+    if (h.qpn != qp->dest_qpn || h.lid != qp->dlid) {
       close_pending(p);  // an RC QP talks to the one peer it was connected to
       continue;
     }
@@ -121,7 +135,10 @@ void service_main(Context* c) {
       for (auto& p : c->pending) {
         fds.push_back({p.fd, POLLIN, 0});
         watches.push_back({0, false});
-        if (p.got == sizeof(WireHeader)) timeout_ms = 10;  // waiting for its QP to become ready
+        // Waiting for its QP to become ready (10 ms), or for the rest of its hello until the
+        // deadline (checked each 100 ms).
+        const int wait = p.got == sizeof(WireHeader) ? 10 : 100;
+        timeout_ms = timeout_ms < 0 ? wait : std::min(timeout_ms, wait);
       }
       for (auto& [qpn, qp] : c->qps) {
         if (qp->out.fd >= 0) {

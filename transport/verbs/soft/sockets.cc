@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/log.h"
+#include "transport/verbs/soft/frame_checks.h"
 #include "transport/verbs/soft/hca.h"
 
 namespace ringlink::verbs::soft {
@@ -108,14 +110,19 @@ Io flush_tx(Context* c, Stream& s) {
   return Io::Done;
 }
 
-// The next frame header, once all of it has arrived.
-Io next_header(Stream& s) {
+// The next frame header, once all of it has arrived. A malformed one ends the stream: nothing
+// after it can be framed, as a real HCA drops what it cannot parse.
+Io next_header(Stream& s, Direction direction) {
   if (s.buf.empty()) s.buf.resize(kRxBuffer);
   while (s.end - s.begin < sizeof(WireHeader)) {
     Io r = fill(s);
     if (r != Io::Done) return r;
   }
   std::memcpy(&s.hdr, s.buf.data() + s.begin, sizeof(WireHeader));
+  if (std::string why = check_frame(s.hdr, direction); !why.empty()) {
+    log::warn("soft verbs: dropping a connection that sent a malformed frame: {}", why);
+    return Io::Closed;
+  }
   s.begin += sizeof(WireHeader);
   s.have_header = true;
   return Io::Done;
