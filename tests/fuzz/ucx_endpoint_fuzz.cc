@@ -1,0 +1,28 @@
+// libFuzzer target for the UCX endpoint envelope (transport/ucx/endpoint_blob.h): the input is
+// the blob a peer published. Whatever it holds, parse_endpoint must not crash; what it accepts
+// hands UCX an address inside the input, of the length the envelope states, and encodes back to
+// exactly the same bytes.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "tests/fuzz/fuzz_bytes.h"
+#include "transport/ucx/endpoint_blob.h"
+
+using namespace ringlink::ucx;
+using ringlink::fuzz::require;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);
+  const ParsedEndpoint p = parse_endpoint(bytes);
+  if (!p.ok) {
+    require(!p.why.empty());
+    return 0;
+  }
+  require(!p.address.empty() && p.address.size() <= kMaxAddressBytes);
+  require(p.address.data() >= bytes.data() && p.address.data() + p.address.size() == bytes.data() + size);
+  const std::vector<std::byte> again = encode_endpoint(p.rank, p.peer, p.address);
+  require(again.size() == size && std::equal(again.begin(), again.end(), bytes.begin()));
+  return 0;
+}
