@@ -5,8 +5,11 @@
 #include <cstdint>
 #include <memory>
 
+#include <fmt/format.h>
+
 #include "algorithms/staging_pool.h"
 #include "comm/operation.h"
+#include "ringlink/error.h"
 #include "ringlink/types.h"
 #include "transport.h"
 
@@ -51,10 +54,33 @@ inline std::unique_ptr<Request> post_send(const detail::OpContext& ctx, int peer
   if (bytes == 0) return nullptr;
   return ctx.isend(peer, p, bytes, mr, tag);
 }
+// A schedule's receive: the message must be exactly as long as posted (a longer one already
+// fails in the transport; a shorter one means the sender runs another schedule).
+class ExactReceive final : public Request {
+ public:
+  ExactReceive(std::unique_ptr<Request> inner, size_t posted, int rank, int peer, Tag tag)
+      : inner_(std::move(inner)), posted_(posted), rank_(rank), peer_(peer), tag_(tag) {}
+  bool test() override {
+    if (!inner_->test()) return false;
+    if (inner_->bytes() != posted_)
+      throw MismatchError(rank_, peer_, "receive",
+                          fmt::format("rank {} sent {} bytes where {} were posted (message {} of the collective)",
+                                      peer_, inner_->bytes(), posted_, tag_));
+    return true;
+  }
+  size_t bytes() const override { return inner_->bytes(); }
+
+ private:
+  std::unique_ptr<Request> inner_;
+  size_t posted_;
+  int rank_, peer_;
+  Tag tag_;
+};
+
 inline std::unique_ptr<Request> post_recv(const detail::OpContext& ctx, int peer, void* p, size_t bytes, Tag tag,
                                           MemoryRegion* mr = nullptr) {
   if (bytes == 0) return nullptr;
-  return ctx.irecv(peer, p, bytes, mr, tag);
+  return std::make_unique<ExactReceive>(ctx.irecv(peer, p, bytes, mr, tag), bytes, ctx.rank(), peer, tag);
 }
 // A null request counts as done.
 inline bool done(std::unique_ptr<Request>& r) { return !r || r->test(); }

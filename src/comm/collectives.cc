@@ -9,6 +9,7 @@
 #include "algorithms/recursive_doubling.h"
 #include "algorithms/ring.h"
 #include "algorithms/select.h"
+#include "algorithms/signature.h"
 #include "algorithms/tree.h"
 #include "algorithms/tree_topology.h"
 #include "comm/cuda_staging.h"
@@ -119,7 +120,8 @@ std::unique_ptr<Operation> plan_rooted(const Engine& e, const algo::Args& a, boo
 
 std::unique_ptr<Operation> plan_barrier(const Engine& e) {
   if (e.size() == 1) return std::make_unique<LocalCopy>("barrier", nullptr, nullptr, 0);
-  return algo::make_barrier(e.rank(), e.size());
+  return algo::with_signature(algo::make_barrier(e.rank(), e.size()),
+                              algo::Signature{.kind = algo::CollectiveKind::Barrier}, e.rank(), e.size());
 }
 
 // Device buffers are staged through host memory around the host plan, which is then made when
@@ -132,36 +134,56 @@ std::unique_ptr<Operation> with_staging(Engine& e, const char* name, const void*
   return plan(static_cast<const std::byte*>(send), static_cast<std::byte*>(recv));
 }
 
+// Every collective on more than one rank carries its signature (algorithms/signature.h).
+std::unique_ptr<Operation> signed_op(const Engine& e, std::unique_ptr<Operation> schedule, algo::CollectiveKind kind,
+                                     size_t count, DataType type, ReduceOp op = ReduceOp::Sum, int root = 0) {
+  if (e.size() == 1) return schedule;
+  algo::Signature sig;
+  sig.kind = kind;
+  sig.count = count;
+  sig.type = type;
+  sig.op = op;
+  sig.root = root;
+  return algo::with_signature(std::move(schedule), sig, e.rank(), e.size());
+}
+
 // ---- Each collective: check its arguments, then plan it.
 
 std::unique_ptr<Operation> allreduce_op(Engine& e, const void* send, void* recv, size_t count, DataType type,
                                         ReduceOp op) {
   check_buffers(e, "allreduce", send, recv, count, type);
   const size_t bytes = count * size_of(type);
-  return with_staging(e, "allreduce", send, bytes, recv, bytes,
-                      [&e, count, type, op](const std::byte* s, std::byte* r) {
-                        return plan_allreduce(e, args_of(s, r, count, type, op));
-                      });
+  return signed_op(e,
+                   with_staging(e, "allreduce", send, bytes, recv, bytes,
+                                [&e, count, type, op](const std::byte* s, std::byte* r) {
+                                  return plan_allreduce(e, args_of(s, r, count, type, op));
+                                }),
+                   algo::CollectiveKind::Allreduce, count, type, op);
 }
 
 std::unique_ptr<Operation> reduce_scatter_op(Engine& e, const void* send, void* recv, size_t count, DataType type,
                                              ReduceOp op) {
   check_buffers(e, "reduce_scatter", send, recv, count, type);
   const size_t block = count * size_of(type);
-  return with_staging(e, "reduce_scatter", send, block * static_cast<size_t>(e.size()), recv, block,
-                      [&e, count, type, op](const std::byte* s, std::byte* r) {
-                        return plan_ring(e, algo::RingMode::ReduceScatter, "reduce_scatter",
-                                         args_of(s, r, count, type, op));
-                      });
+  return signed_op(e,
+                   with_staging(e, "reduce_scatter", send, block * static_cast<size_t>(e.size()), recv, block,
+                                [&e, count, type, op](const std::byte* s, std::byte* r) {
+                                  return plan_ring(e, algo::RingMode::ReduceScatter, "reduce_scatter",
+                                                   args_of(s, r, count, type, op));
+                                }),
+                   algo::CollectiveKind::ReduceScatter, count, type, op);
 }
 
 std::unique_ptr<Operation> allgather_op(Engine& e, const void* send, void* recv, size_t count, DataType type) {
   check_buffers(e, "allgather", send, recv, count, type);
   const size_t block = count * size_of(type);
-  return with_staging(e, "allgather", send, block, recv, block * static_cast<size_t>(e.size()),
-                      [&e, count, type](const std::byte* s, std::byte* r) {
-                        return plan_ring(e, algo::RingMode::AllGather, "allgather", args_of(s, r, count, type));
-                      });
+  return signed_op(e,
+                   with_staging(e, "allgather", send, block, recv, block * static_cast<size_t>(e.size()),
+                                [&e, count, type](const std::byte* s, std::byte* r) {
+                                  return plan_ring(e, algo::RingMode::AllGather, "allgather",
+                                                   args_of(s, r, count, type));
+                                }),
+                   algo::CollectiveKind::Allgather, count, type);
 }
 
 std::unique_ptr<Operation> rooted_op(Engine& e, bool reduce, const void* send, void* recv, size_t count, DataType type,
@@ -174,10 +196,13 @@ std::unique_ptr<Operation> rooted_op(Engine& e, bool reduce, const void* send, v
   if (reduce && !is_root) recv = nullptr;
   if (!reduce && !is_root) send = nullptr;
   const size_t bytes = count * size_of(type);
-  return with_staging(e, name, send, send ? bytes : 0, recv, recv ? bytes : 0,
-                      [&e, reduce, count, type, op, root](const std::byte* s, std::byte* r) {
-                        return plan_rooted(e, args_of(s, r, count, type, op, root), reduce);
-                      });
+  return signed_op(e,
+                   with_staging(e, name, send, send ? bytes : 0, recv, recv ? bytes : 0,
+                                [&e, reduce, count, type, op, root](const std::byte* s, std::byte* r) {
+                                  return plan_rooted(e, args_of(s, r, count, type, op, root), reduce);
+                                }),
+                   reduce ? algo::CollectiveKind::Reduce : algo::CollectiveKind::Broadcast, count, type,
+                   reduce ? op : ReduceOp::Sum, root);
 }
 
 }  // namespace

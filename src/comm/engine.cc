@@ -351,7 +351,7 @@ bool Engine::step() {
     // Collectives run one at a time in issue order; each owns a block of tags by sequence number.
     while (!collectives_.empty()) {
       auto& w = collectives_.front();
-      const OpContext ctx(connections_, collective_tag_base(w->collective_seq), *pool_);
+      const OpContext ctx(connections_, collective_tag_base(w->collective_seq), *pool_, rank());
       if (!w->started) {
         w->started = true;
         w->op->start(ctx);  // its local copies are not silence
@@ -372,6 +372,18 @@ bool Engine::step() {
     auto e = prefer_watcher_verdict(std::current_exception());
     try {
       std::rethrow_exception(e);
+    } catch (const MismatchError& ex) {
+      // Ranks called different collectives: the ranks that do not exchange messages with
+      // this one would wait for data that never comes, so every rank hears it now through
+      // the store (the first report of a job wins).
+      log::warn("{}", ex.what());
+      if (store_) {
+        try {
+          store_->report_failure(ex.detail(), ex.peer(), ErrorKind::Mismatch);
+        } catch (const Error& report) {
+          log::info("could not report the mismatch to the store: {}", report.what());
+        }
+      }
     } catch (const std::exception& ex) {
       log::warn("{}", ex.what());
     }

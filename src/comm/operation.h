@@ -20,13 +20,17 @@ inline Tag collective_tag_base(uint64_t collective_seq) {
   constexpr Tag kBlocks = Tag{1} << (kTagBits - 1 - kOpTagBits);
   return kUserTagLimit | ((collective_seq & (kBlocks - 1)) << kOpTagBits);
 }
+// The last tag of a collective's block carries its signature (algo::with_signature); the
+// schedules keep their tags below it.
+inline constexpr Tag kSignatureTag = (Tag{1} << kOpTagBits) - 1;
 
 // What an operation may use while it runs, only on the thread driving the engine: messages to
 // its peers, tagged within the operation's own block of tags, and the staging slots.
 class OpContext {
  public:
-  OpContext(std::span<const std::unique_ptr<Connection>> connections, Tag tag_base, algo::StagingPool& staging)
-      : connections_(connections), tag_base_(tag_base), staging_(staging) {}
+  OpContext(std::span<const std::unique_ptr<Connection>> connections, Tag tag_base, algo::StagingPool& staging,
+            int rank = -1)
+      : connections_(connections), tag_base_(tag_base), staging_(staging), rank_(rank) {}
 
   // `tag` numbers the message within the operation: below 2^kOpTagBits for a collective, the
   // user's tag for point-to-point (whose block starts at 0).
@@ -38,6 +42,10 @@ class OpContext {
   }
   // The communicator's staging slots (collectives run one at a time, so one pool serves them).
   algo::StagingPool& staging() const { return staging_; }
+  // This rank (for the errors an operation raises); -1 where the caller did not say.
+  int rank() const { return rank_; }
+  // The collective's number, as far as its tag block tells it (it wraps with the blocks).
+  uint64_t collective_seq() const { return (tag_base_ & ~kUserTagLimit) >> kOpTagBits; }
 
  private:
   Connection& connection(int peer) const { return *connections_[static_cast<size_t>(peer)]; }
@@ -45,6 +53,7 @@ class OpContext {
   std::span<const std::unique_ptr<Connection>> connections_;  // by peer (none at the own rank)
   Tag tag_base_;
   algo::StagingPool& staging_;
+  int rank_;
 };
 
 // What one advance() achieved. The engine fails an operation that stays at Waiting for longer

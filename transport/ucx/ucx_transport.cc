@@ -359,7 +359,9 @@ std::unique_ptr<Request> UcxConnection::isend(const void* buf, size_t bytes, Mem
 std::unique_ptr<Request> UcxConnection::irecv(void* buf, size_t bytes, MemoryRegion*, Tag tag) {
   auto req = std::make_unique<UcxRequest>(transport_, *this, true, bytes);
   ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_RECV_INFO;
+  // UCX 1.13 leaves recv_info unset when a receive completes at once, and the length is
+  // needed (algorithms check it against what they posted): always take a request.
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_RECV_INFO | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
   p.recv_info.tag_info = req->info();
   req->start(ucp_tag_recv_nbx(transport_.worker(), buf, bytes, wire_tag(tag, peer()), kFullMask, &p));
   return req;

@@ -1,0 +1,53 @@
+// The signature every collective carries: what this rank was asked to do, sent to its ring
+// neighbours in the collective's first step and checked before any received data is used, so
+// ranks that called different collectives fail with MismatchError instead of a wrong result.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "comm/operation.h"
+#include "ringlink/types.h"
+
+namespace ringlink::algo {
+
+enum class CollectiveKind : uint8_t { Allreduce = 1, ReduceScatter, Allgather, Broadcast, Reduce, Barrier };
+const char* to_string(CollectiveKind kind);
+
+// Everything that decides a collective's message schedule on a rank (chunk size and algorithm
+// thresholds are agreed at creation, so they cannot differ here).
+struct Signature {
+  uint64_t seq = 0;  // the collective's number on this communicator (modulo the tag blocks)
+  CollectiveKind kind = CollectiveKind::Allreduce;
+  uint64_t count = 0;  // elements (per rank block for reduce_scatter and allgather)
+  DataType type = DataType::Float32;
+  ReduceOp op = ReduceOp::Sum;  // reductions only
+  int32_t root = 0;             // broadcast and reduce only
+  bool operator==(const Signature&) const = default;
+};
+
+// The wire form: four little-endian 64-bit words, the first a magic and version.
+inline constexpr size_t kSignatureBytes = 32;
+using SignatureWire = std::array<std::byte, kSignatureBytes>;
+SignatureWire encode(const Signature& s);
+// nullopt when the bytes are not a signature of this version.
+std::optional<Signature> decode(std::span<const std::byte> bytes);
+
+// "allreduce(count=1000, float32, sum)"; the fields that do not apply are left out.
+std::string describe(const Signature& s);
+
+// The message that names both calls: "rank 0 called ...; rank 1 called ...".
+std::string mismatch_message(int rank, const Signature& mine, int peer, const std::string& theirs);
+
+// Wraps a collective's schedule: the signature goes to both ring neighbours when it starts, and
+// the schedule advances only once both neighbours' signatures arrived and agree. A disagreement
+// is a MismatchError naming both ranks and both calls (the engine reports it to every rank).
+// The signature's seq is taken from the operation's tag block when it starts.
+std::unique_ptr<detail::Operation> with_signature(std::unique_ptr<detail::Operation> schedule, Signature signature,
+                                                  int rank, int size);
+
+}  // namespace ringlink::algo
