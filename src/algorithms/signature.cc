@@ -42,9 +42,11 @@ bool is_reduction(CollectiveKind k) {
 }
 bool is_rooted(CollectiveKind k) { return k == CollectiveKind::Broadcast || k == CollectiveKind::Reduce; }
 
-// Where every rank is a ring neighbour (up to 3 ranks) the schedule runs beside the signature
-// exchange, and the collective finishes only once every other rank's signature arrived and
-// agrees: a result is never returned unchecked, and the check costs no round trip. A message
+// Small collectives where every rank is a ring neighbour (up to 3 ranks) run beside the
+// signature exchange, and finish only once every other rank's signature arrived and agrees: a
+// result is never returned unchecked, and the check costs no round trip. Larger ones wait for
+// the check before posting data: one small message is nothing beside their transfer, and no
+// large transfer (UCX rendezvous) is left in flight when a mismatch fails the call. A message
 // of another call that does not fit (a MismatchError from the schedule) waits, briefly, for
 // the signatures, which say what the peer called. With more ranks, a rank's neighbours may
 // agree with it while ranks further away differ, so the schedule waits for the check: no data
@@ -54,7 +56,10 @@ bool is_rooted(CollectiveKind k) { return k == CollectiveKind::Broadcast || k ==
 class Signed final : public detail::Operation {
  public:
   Signed(std::unique_ptr<detail::Operation> schedule, Signature sig, int rank, int size)
-      : schedule_(std::move(schedule)), sig_(sig), rank_(rank), overlap_(size <= 3) {
+      : schedule_(std::move(schedule)),
+        sig_(sig),
+        rank_(rank),
+        overlap_(size <= 3 && sig.count <= kOverlapMaxBytes / size_of(sig.type)) {
     peers_[0] = (rank + 1) % size;
     peers_[1] = (rank + size - 1) % size;
     npeers_ = peers_[0] == peers_[1] ? 1 : 2;
@@ -106,6 +111,8 @@ class Signed final : public detail::Operation {
   // How long a schedule's size error waits for the signatures that explain it (they were
   // sent before any data, so they are normally there already).
   static constexpr milliseconds kSignatureGrace{1000};
+  // Below the transports' eager limits: such messages are sent whole, without a handshake.
+  static constexpr size_t kOverlapMaxBytes = 8 * 1024;
 
   bool poll_signatures() {
     if (checked_) return false;
