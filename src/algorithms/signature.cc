@@ -10,6 +10,11 @@
 namespace ringlink::algo {
 namespace {
 
+// An unreadable signature: raised as a MismatchError, after a grace for the job's verdict.
+struct FormatError : MismatchError {
+  using MismatchError::MismatchError;
+};
+
 constexpr uint64_t kMagic = 0x524C5347;  // "RLSG"
 constexpr uint64_t kVersion = 1;
 
@@ -83,8 +88,10 @@ class Signed final : public detail::Operation {
   detail::Progress advance(const detail::OpContext& ctx) override {
     bool moved = poll_signatures();
     if (deferred_) {
-      // The schedule failed on a message that did not fit; the signatures name the cause.
-      if (checked_ || Clock::now() > deferred_until_) std::rethrow_exception(deferred_);
+      // The schedule failed on a message that did not fit (the signatures name the cause), or
+      // a peer's signature was unreadable (the store's verdict names it: a peer that fails
+      // may abandon its signature's send, and the transport may then carry freed memory).
+      if ((checked_ && !await_verdict_) || Clock::now() > deferred_until_) std::rethrow_exception(deferred_);
       return moved ? detail::Progress::Moved : detail::Progress::Waiting;
     }
     if (!schedule_done_ && (checked_ || overlap_)) {
@@ -119,8 +126,14 @@ class Signed final : public detail::Operation {
     bool moved = false;
     for (int i = 0; i < npeers_; ++i) {
       if (arrived_[i] || !recvs_[i]->test()) continue;
-      check(i);
       arrived_[i] = moved = true;
+      try {
+        check(i);
+      } catch (const FormatError&) {
+        deferred_ = std::current_exception();
+        deferred_until_ = Clock::now() + kSignatureGrace;
+        await_verdict_ = true;
+      }
     }
     checked_ = arrived_[0] && (npeers_ == 1 || arrived_[1]);
     return moved;
@@ -132,7 +145,7 @@ class Signed final : public detail::Operation {
     std::optional<Signature> theirs =
         got == kSignatureBytes ? decode(std::span<const std::byte>(theirs_[i].data(), got)) : std::nullopt;
     if (!theirs)
-      throw MismatchError(rank_, peer, to_string(sig_.kind),
+      throw FormatError(rank_, peer, to_string(sig_.kind),
                           fmt::format("rank {} called {}; rank {} sent {} bytes that are not a collective signature "
                                       "(a different ringlink version?)",
                                       rank_, describe(sig_), peer, got));
@@ -154,6 +167,7 @@ class Signed final : public detail::Operation {
   bool schedule_done_ = false;
   std::exception_ptr deferred_;
   Clock::time_point deferred_until_{};
+  bool await_verdict_ = false;
 };
 
 }  // namespace
