@@ -8,6 +8,7 @@
 
 #include "algorithms/chain_pipeline.h"
 #include "algorithms/select.h"
+#include "algorithms/signature.h"
 #include "algorithms/tree_topology.h"
 
 using namespace ringlink;
@@ -313,3 +314,102 @@ TEST(ChainPipeline, EmptyChunksTakeNoSlotAndPostNoMessage) {
 }
 
 }  // namespace
+
+// ---- Collective signatures (algorithms/signature.h)
+
+namespace ringlink::algo {
+namespace {
+
+Signature sample_signature() {
+  Signature s;
+  s.seq = 41;
+  s.kind = CollectiveKind::Reduce;
+  s.count = 1000;
+  s.type = DataType::BFloat16;
+  s.op = ReduceOp::Max;
+  s.root = 2;
+  return s;
+}
+
+TEST(Signature, RoundTripsEveryField) {
+  Signature s = sample_signature();
+  SignatureWire w = encode(s);
+  std::optional<Signature> back = decode(w);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(*back, s);
+  for (CollectiveKind k : {CollectiveKind::Allreduce, CollectiveKind::Barrier}) {
+    s.kind = k;
+    EXPECT_EQ(decode(encode(s)), s);
+  }
+}
+
+TEST(Signature, EachFieldChangesTheWire) {
+  const SignatureWire base = encode(sample_signature());
+  auto differs = [&](auto change) {
+    Signature s = sample_signature();
+    change(s);
+    return encode(s) != base;
+  };
+  EXPECT_TRUE(differs([](Signature& s) { s.seq = 42; }));
+  EXPECT_TRUE(differs([](Signature& s) { s.kind = CollectiveKind::Broadcast; }));
+  EXPECT_TRUE(differs([](Signature& s) { s.count = 1001; }));
+  EXPECT_TRUE(differs([](Signature& s) { s.type = DataType::Float16; }));
+  EXPECT_TRUE(differs([](Signature& s) { s.op = ReduceOp::Min; }));
+  EXPECT_TRUE(differs([](Signature& s) { s.root = 0; }));
+}
+
+TEST(Signature, RefusesWhatIsNotASignature) {
+  SignatureWire w = encode(sample_signature());
+  EXPECT_FALSE(decode(std::span<const std::byte>(w.data(), w.size() - 1)));  // short
+  SignatureWire bad = w;
+  bad[7] = std::byte{0};  // magic
+  EXPECT_FALSE(decode(bad));
+  bad = w;
+  bad[3] = std::byte{2};  // version
+  EXPECT_FALSE(decode(bad));
+  bad = w;
+  bad[2] = std::byte{0x7f};  // kind out of range
+  EXPECT_FALSE(decode(bad));
+  bad = w;
+  bad[1] = std::byte{0x40};  // type out of range
+  EXPECT_FALSE(decode(bad));
+  bad = w;
+  bad[0] = std::byte{0x40};  // op out of range
+  EXPECT_FALSE(decode(bad));
+  bad = w;
+  bad[28] = std::byte{1};  // root beyond int32
+  EXPECT_FALSE(decode(bad));
+  SignatureWire zeros{};
+  EXPECT_FALSE(decode(zeros));
+}
+
+TEST(Signature, DescribesTheCallAsWritten) {
+  Signature s;
+  s.count = 1000;
+  EXPECT_EQ(describe(s), "allreduce(count=1000, float32, sum)");
+  s.type = DataType::Int32;
+  EXPECT_EQ(describe(s), "allreduce(count=1000, int32, sum)");
+  s.kind = CollectiveKind::Broadcast;
+  s.root = 1;
+  EXPECT_EQ(describe(s), "broadcast(count=1000, int32, root=1)");
+  s.kind = CollectiveKind::Allgather;
+  EXPECT_EQ(describe(s), "allgather(count=1000, int32)");
+  s.kind = CollectiveKind::Barrier;
+  EXPECT_EQ(describe(s), "barrier()");
+}
+
+TEST(Signature, MismatchMessageNamesBothRanksLowerFirst) {
+  Signature mine;
+  mine.count = 1000;
+  mine.seq = 3;
+  std::string theirs = "allreduce(count=1000, int32, sum)";
+  EXPECT_EQ(mismatch_message(1, mine, 0, theirs),
+            "rank 0 called allreduce(count=1000, int32, sum); rank 1 called allreduce(count=1000, float32, sum) "
+            "(collective #3 on this communicator)");
+  EXPECT_EQ(mismatch_message(0, mine, 1, theirs),
+            "rank 0 called allreduce(count=1000, float32, sum); rank 1 called allreduce(count=1000, int32, sum) "
+            "(collective #3 on this communicator)");
+}
+
+}  // namespace
+}  // namespace ringlink::algo
