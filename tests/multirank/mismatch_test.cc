@@ -36,8 +36,10 @@ void expect_mismatch_everywhere(const Call& normal, const std::string& normal_te
   const int n = world().size();
   if (n < 2) GTEST_SKIP() << "needs two ranks";
   // A rank still joining when the others found the mismatch hears it while it joins.
-  std::unique_ptr<Communicator> c;
+  // The buffers outlive the communicator: a failed call may leave receives posted into them
+  // until it closes.
   Buffers b;
+  std::unique_ptr<Communicator> c;
   const int me = world().rank();
   std::string what;
   bool raised_by_call = false;
