@@ -14,6 +14,11 @@
 
 namespace ringlink {
 
+// A CUDA stream (cudaStream_t or CUstream) as an opaque handle: null is the legacy default stream.
+struct CudaStream {
+  void* handle = nullptr;
+};
+
 namespace detail {
 struct WorkState;
 class Engine;
@@ -104,6 +109,25 @@ class Communicator {
 
   Work ibarrier();
   void barrier();
+
+  // ---- stream order (as nccl's): the calls above, on a CUDA stream ----
+  // Each returns at once, without synchronizing the host. The operation starts after the work
+  // queued on `stream` before the call, and work queued on `stream` after the call waits until
+  // the operation's result is in place (the stream waits on a flag the engine sets; this needs a
+  // driver with stream memory operations, else the call throws TransportError). The Work
+  // completes when the device result is ready; wait() is optional. Device buffers are read and
+  // written only on the engine's own stream, between those two points. Without a usable GPU
+  // these throw InvalidArgumentError.
+  Work isend(const void* buf, size_t bytes, int peer, uint64_t tag, CudaStream stream);
+  Work irecv(void* buf, size_t bytes, int peer, uint64_t tag, CudaStream stream);
+  Work iallreduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op, CudaStream stream);
+  Work ireduce_scatter(const void* sendbuf, void* recvbuf, size_t recvcount, DataType type, ReduceOp op,
+                       CudaStream stream);
+  Work iallgather(const void* sendbuf, void* recvbuf, size_t sendcount, DataType type, CudaStream stream);
+  Work ibroadcast(const void* sendbuf, void* recvbuf, size_t count, DataType type, int root, CudaStream stream);
+  Work ireduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op, int root,
+               CudaStream stream);
+  Work ibarrier(CudaStream stream);
 
  private:
   std::shared_ptr<detail::Engine> engine_;

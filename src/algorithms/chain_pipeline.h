@@ -13,6 +13,14 @@
 // finish_reduction and send, in elements: another data path (device memory through pinned host
 // slots, a compressed wire format, reducing from a peer's mapped memory) changes those and not
 // the schedules.
+//
+// Device buffers (a DeviceStaging given): the caller's buffers and the combining slots are device
+// memory, and every byte the schedule asks for moves through device operations, each chain's in
+// sequence (one fence per chain). Without a device-capable transport a received chunk lands in a
+// pinned host slot and is copied to the device before anything uses it; a chunk to send is copied
+// to a pinned host slot and goes on the wire only once that copy is complete. Slots are given back
+// only after the device operations on them completed, and a chain ends only when its last
+// operation did, so an operation is Done when its device result is ready.
 #pragma once
 
 #include <array>
@@ -23,6 +31,11 @@
 #include <vector>
 
 #include "algorithms/common.h"
+#include "comm/device_ops.h"
+
+namespace ringlink::detail {
+class DeviceStaging;
+}
 
 namespace ringlink::algo {
 
@@ -50,19 +63,38 @@ class ChainPipeline {
     struct PendingSend {
       std::unique_ptr<Request> req;
       int slot = -1;
+      // Device buffers: the send is posted once the copy into its pinned slot (`fence`) completed.
+      bool device = false, staged = false, posted = false;
+      int peer = -1;
+      Tag tag = 0;
+      const std::byte* src = nullptr;
+      size_t bytes = 0;
+      int device_slot = -1;  // a device slot src is in, given back after the copy
+      detail::Fence fence = 0;
+    };
+    // Device buffers: a receive waiting for a pinned slot to be posted into.
+    struct DeferredReceive {
+      bool waiting = false;
+      int peer = -1;
+      Tag tag = 0;
     };
     int group_;
     size_t index_;
     std::array<std::unique_ptr<Request>, kMaxReceives> recvs_;
     std::array<int, kMaxReceives> recv_peers_{};
     std::array<ChunkBuffer, kMaxReceives> landed_;  // where each receive puts its data
+    std::array<int, kMaxReceives> wire_slots_{};    // device buffers: the pinned slot received into, -1 none
+    std::array<size_t, kMaxReceives> recv_bytes_{};
+    std::array<DeferredReceive, kMaxReceives> deferred_{};
+    detail::Fence fence_ = 0;  // device buffers: the chain's last device operation
     size_t receives_ = 0;                           // posted and not yet taken
     std::deque<PendingSend> sends_;                 // complete in order, each giving back its slot
     bool closed_ = false;
   };
 
   // What combine() and finish_reduction() compute.
-  ChainPipeline(DataType type, ReduceOp op, int ranks) : type_(type), op_(op), ranks_(ranks) {}
+  // `device`: the buffers are device memory, staged through it (null: host memory).
+  ChainPipeline(DataType type, ReduceOp op, int ranks, detail::DeviceStaging* device = nullptr);
 
   // Before the first advance: chains[g] chains in group g, at most `depth` active per group,
   // each holding up to `slots_per_chain` staging slots at once (depth shrinks to fit the pool).
@@ -79,8 +111,10 @@ class ChainPipeline {
       moved = admit();
       for (auto it = active_.begin(); it != active_.end();) {
         if (retire_sends(*it)) moved = true;
+        current_ = &*it;
         if (!it->closed_ && step(*it)) moved = true;
-        if (it->closed_ && it->sends_.empty()) {
+        current_ = nullptr;
+        if (it->closed_ && it->sends_.empty() && chain_device_done(*it)) {
           --active_in_group_[static_cast<size_t>(it->group())];
           ++finished_;
           it = active_.erase(it);
@@ -91,7 +125,7 @@ class ChainPipeline {
       }
     }
     ctx_ = nullptr;
-    if (finished_ == total_) return detail::Progress::Done;
+    if (finished_ == total_ && drain_releases()) return detail::Progress::Done;
     return any ? detail::Progress::Moved : detail::Progress::Waiting;
   }
 
@@ -125,6 +159,10 @@ class ChainPipeline {
   // Gives back a slot the schedule holds (nothing for the caller's memory).
   void release(ChunkBuffer& buffer);
 
+  // Before start(): copies caller memory to caller memory (a schedule's own block into place);
+  // every chain follows it.
+  void copy_local(std::byte* dst, const std::byte* src, size_t bytes);
+
   // The schedule has posted everything for this chain: it ends once its sends are out.
   void close(Chain& ch) { ch.closed_ = true; }
 
@@ -134,6 +172,15 @@ class ChainPipeline {
  private:
   bool admit();
   bool retire_sends(Chain& ch);
+  bool device() const { return dev_ != nullptr; }
+  bool staged_wire() const;  // device buffers through pinned host slots
+  bool chain_device_done(Chain& ch);
+  bool post_deferred(Chain& ch, size_t i);
+  bool stage_send(Chain& ch, Chain::PendingSend& s);
+  void push_device_send(Chain& ch, int peer, Tag tag, const std::byte* src, int device_slot, size_t count);
+  // Gives `slot` of `pool` back once `after` completed.
+  void release_after(StagingPool& pool, int slot, detail::Fence after);
+  bool drain_releases();
   static void check_room(const Chain& ch, size_t receives);
   size_t bytes(size_t count) const { return count * size_of(type_); }
 
@@ -149,6 +196,17 @@ class ChainPipeline {
   size_t total_ = 0, finished_ = 0;
   std::deque<Chain> active_;
   int waiting_on_ = -1;
+  Chain* current_ = nullptr;  // the chain being stepped
+
+  detail::DeviceStaging* dev_ = nullptr;
+  detail::DeviceOps* ops_ = nullptr;
+  detail::Fence start_fence_ = 0;
+  struct Release {
+    StagingPool* pool;
+    int slot;
+    detail::Fence after;
+  };
+  std::vector<Release> releases_;
 };
 
 }  // namespace ringlink::algo

@@ -13,10 +13,14 @@
 #include "ringlink/types.h"
 #include "transport.h"
 
+namespace ringlink::detail {
+class DeviceStaging;
+}
+
 namespace ringlink::algo {
 
-// What a collective was asked to do. Pointers are host memory here (CUDA buffers are staged
-// before an algorithm sees them).
+// What a collective was asked to do. Pointers are host memory, or device memory when `device` is
+// set (the chain pipeline then moves every byte through it).
 struct Args {
   const std::byte* send = nullptr;
   std::byte* recv = nullptr;
@@ -24,6 +28,7 @@ struct Args {
   DataType type = DataType::Float32;
   ReduceOp op = ReduceOp::Sum;
   int root = 0;
+  detail::DeviceStaging* device = nullptr;
   size_t elem() const { return size_of(type); }
 };
 

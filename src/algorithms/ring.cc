@@ -23,7 +23,7 @@ namespace {
 class RingOp final : public detail::Operation {
  public:
   RingOp(RingMode mode, Args args, int rank, int size, size_t chunk_bytes, int depth)
-      : mode_(mode), a_(args), rank_(rank), n_(size), depth_(depth), pipeline_(args.type, args.op, size) {
+      : mode_(mode), a_(args), rank_(rank), n_(size), depth_(depth), pipeline_(args.type, args.op, size, args.device) {
     rs_steps_ = mode != RingMode::AllGather ? n_ - 1 : 0;
     ag_steps_ = mode != RingMode::ReduceScatter ? n_ - 1 : 0;
     steps_ = rs_steps_ + ag_steps_;
@@ -52,7 +52,7 @@ class RingOp final : public detail::Operation {
     if (mode_ == RingMode::AllGather) {
       // Own block into place; in place it is there already.
       std::byte* own = output(rank_, segment(rank_));
-      if (own != a_.send && a_.count) std::memcpy(own, a_.send, a_.count * a_.elem());
+      pipeline_.copy_local(own, a_.send, a_.count * a_.elem());
     }
     if (total_ == 0) return;
     // Each active chain may hold three slots: receiving step k+1, sending step k+1's source,

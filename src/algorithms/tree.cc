@@ -28,7 +28,7 @@ class TreeOp final : public detail::Operation {
         rank_(rank),
         parts_(std::move(parts)),
         depth_(depth),
-        pipeline_(args.type, args.op, size) {
+        pipeline_(args.type, args.op, size, args.device) {
     size_t chunk_elems = std::max<size_t>(1, chunk_bytes / a_.elem());
     size_t tag_space = size_t{1} << detail::kOpTagBits;
     for (auto& p : parts_) {
@@ -49,8 +49,7 @@ class TreeOp final : public detail::Operation {
   int waiting_on() const override { return pipeline_.waiting_on(); }
 
   void start(const detail::OpContext& ctx) override {
-    if (mode_ == TreeMode::Broadcast && rank_ == a_.root && a_.recv != a_.send && a_.count)
-      std::memcpy(a_.recv, a_.send, a_.count * a_.elem());
+    if (mode_ == TreeMode::Broadcast && rank_ == a_.root) pipeline_.copy_local(a_.recv, a_.send, a_.count * a_.elem());
     std::vector<size_t> chains;
     for (auto& p : parts_) chains.push_back(p.range.size() ? p.chunks : 0);
     // A chain holds at most two slots (one per child).

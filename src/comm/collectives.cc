@@ -12,8 +12,8 @@
 #include "algorithms/signature.h"
 #include "algorithms/tree.h"
 #include "algorithms/tree_topology.h"
-#include "comm/cuda_staging.h"
 #include "comm/engine.h"
+#include "comm/stream_order.h"
 #include "common/cuda_driver.h"
 #include "common/log.h"
 #include "ringlink/communicator.h"
@@ -75,16 +75,24 @@ void log_choice(const Engine& e, const char* op, size_t bytes, Describe describe
   if (seen.insert(key).second) log::info("{} of {} bytes over {} ranks: {}", op, bytes, e.size(), what);
 }
 
-algo::Args args_of(const std::byte* send, std::byte* recv, size_t count, DataType type, ReduceOp op = ReduceOp::Sum,
-                   int root = 0) {
-  return algo::Args{send, recv, count, type, op, root};
+algo::Args args_of(detail::DeviceStaging* device, const void* send, void* recv, size_t count, DataType type,
+                   ReduceOp op = ReduceOp::Sum, int root = 0) {
+  return algo::Args{static_cast<const std::byte*>(send), static_cast<std::byte*>(recv), count, type, op, root, device};
+}
+
+// One rank: the result is the input, put where the caller wants it.
+std::unique_ptr<Operation> local_copy(const char* name, const algo::Args& a, const void* src, void* dst,
+                                      size_t bytes) {
+  if (a.device) return detail::device_copy(name, *a.device, src, dst, bytes);
+  return std::make_unique<LocalCopy>(name, src, dst, bytes);
 }
 
 std::unique_ptr<Operation> plan_allreduce(const Engine& e, const algo::Args& a) {
   const size_t bytes = a.count * a.elem();
-  if (e.size() == 1) return std::make_unique<LocalCopy>("allreduce", a.send, a.recv, bytes);
-  auto c = algo::choose_allreduce(bytes, e.size(), e.algorithm(), bytes <= e.slot_bytes(), e.cost_model(),
-                                  e.chunk_bytes());
+  if (e.size() == 1) return local_copy("allreduce", a, a.send, a.recv, bytes);
+  // Recursive doubling works in one host slot: device buffers take the chunk pipeline.
+  const bool rd_possible = bytes <= e.slot_bytes() && !a.device;
+  auto c = algo::choose_allreduce(bytes, e.size(), e.algorithm(), rd_possible, e.cost_model(), e.chunk_bytes());
   log_choice(e, "allreduce", bytes, [&] {
     return fmt::format("{} (model: ring {:.1f} us, tree {:.1f} us, recursive doubling {})", algo::to_string(c.algo),
                        c.ring_us, c.tree_us, c.rd_us < 0 ? std::string("n/a") : fmt::format("{:.1f} us", c.rd_us));
@@ -103,7 +111,7 @@ std::unique_ptr<Operation> plan_allreduce(const Engine& e, const algo::Args& a) 
 // reduce_scatter and allgather: `a.count` is one rank's block.
 std::unique_ptr<Operation> plan_ring(const Engine& e, algo::RingMode mode, const char* name, const algo::Args& a) {
   const size_t block = a.count * a.elem();
-  if (e.size() == 1) return std::make_unique<LocalCopy>(name, a.send, a.recv, block);
+  if (e.size() == 1) return local_copy(name, a, a.send, a.recv, block);
   log_choice(e, name, block * static_cast<size_t>(e.size()), [] { return std::string("ring"); });
   return algo::make_ring(mode, a, e.rank(), e.size(), e.chunk_bytes(), e.pipeline_depth());
 }
@@ -111,7 +119,7 @@ std::unique_ptr<Operation> plan_ring(const Engine& e, algo::RingMode mode, const
 std::unique_ptr<Operation> plan_rooted(const Engine& e, const algo::Args& a, bool reduce) {
   const size_t bytes = a.count * a.elem();
   const char* name = reduce ? "reduce" : "broadcast";
-  if (e.size() == 1) return std::make_unique<LocalCopy>(name, a.send, a.recv, bytes);
+  if (e.size() == 1) return local_copy(name, a, a.send, a.recv, bytes);
   algo::TreeShape shape = algo::choose_rooted_shape(bytes, e.size(), e.algorithm(), e.cost_model(), e.chunk_bytes());
   log_choice(e, name, bytes, [&] { return std::string(algo::to_string(shape)); });
   if (reduce) return algo::make_tree_reduce(a, e.rank(), e.size(), shape, e.chunk_bytes(), e.pipeline_depth());
@@ -124,14 +132,30 @@ std::unique_ptr<Operation> plan_barrier(const Engine& e) {
                               algo::Signature{.kind = algo::CollectiveKind::Barrier}, e.rank(), e.size());
 }
 
-// Device buffers are staged through host memory around the host plan, which is then made when
-// the operation starts.
-std::unique_ptr<Operation> with_staging(Engine& e, const char* name, const void* send, size_t send_bytes, void* recv,
-                                        size_t recv_bytes, detail::HostPlan plan) {
-  if (cuda::available() && (cuda::is_device_pointer(send) || cuda::is_device_pointer(recv)))
-    return detail::stage_through_host(e.rank(), e.host_scratch(), name, send, send_bytes, recv, recv_bytes,
-                                      std::move(plan));
-  return plan(static_cast<const std::byte*>(send), static_cast<std::byte*>(recv));
+// Device buffers go through the staging layer's chunk pipeline; host buffers as they are. A
+// collective's buffers are all host or all device memory.
+detail::DeviceStaging* staging_for(Engine& e, const char* name, const void* send, const void* recv) {
+  const bool send_dev = send && e.is_device_memory(send), recv_dev = recv && e.is_device_memory(recv);
+  if (!send_dev && !recv_dev) return nullptr;
+  if ((send && !send_dev) || (recv && !recv_dev))
+    throw InvalidArgumentError(e.rank(), -1, name,
+                               "one buffer is device memory and the other host memory: give both on the device or "
+                               "both on the host");
+  return &e.device_staging(name);
+}
+
+// Operations on device memory follow the caller's stream (the legacy default stream for the
+// calls without one); the stream overloads also make the stream's later work wait for them.
+std::unique_ptr<Operation> ordered(Engine& e, const algo::Args& a, std::unique_ptr<Operation> op,
+                                   const CudaStream* stream) {
+  if (stream && !a.device && a.count > 0 && (a.send || a.recv))
+    throw InvalidArgumentError(e.rank(), -1, op->name(), "the stream-ordered calls take device buffers");
+  if (stream) {
+    detail::DeviceStaging& device = e.device_staging(op->name());
+    return detail::stream_ordered(e.rank(), device, stream->handle, true, std::move(op));
+  }
+  if (a.device) return detail::stream_ordered(e.rank(), *a.device, cuda::kCuStreamLegacy, false, std::move(op));
+  return op;
 }
 
 // Every collective on more than one rank carries its signature (algorithms/signature.h).
@@ -150,44 +174,34 @@ std::unique_ptr<Operation> signed_op(const Engine& e, std::unique_ptr<Operation>
 // ---- Each collective: check its arguments, then plan it.
 
 std::unique_ptr<Operation> allreduce_op(Engine& e, const void* send, void* recv, size_t count, DataType type,
-                                        ReduceOp op) {
+                                        ReduceOp op, const CudaStream* stream = nullptr) {
   check_buffers(e, "allreduce", send, recv, count, type);
-  const size_t bytes = count * size_of(type);
-  return signed_op(e,
-                   with_staging(e, "allreduce", send, bytes, recv, bytes,
-                                [&e, count, type, op](const std::byte* s, std::byte* r) {
-                                  return plan_allreduce(e, args_of(s, r, count, type, op));
-                                }),
-                   algo::CollectiveKind::Allreduce, count, type, op);
+  auto a = args_of(staging_for(e, "allreduce", send, recv), send, recv, count, type, op);
+  return ordered(e, a, signed_op(e, plan_allreduce(e, a), algo::CollectiveKind::Allreduce, count, type, op), stream);
 }
 
 std::unique_ptr<Operation> reduce_scatter_op(Engine& e, const void* send, void* recv, size_t count, DataType type,
-                                             ReduceOp op) {
+                                             ReduceOp op, const CudaStream* stream = nullptr) {
   check_buffers(e, "reduce_scatter", send, recv, count, type);
-  const size_t block = count * size_of(type);
-  return signed_op(e,
-                   with_staging(e, "reduce_scatter", send, block * static_cast<size_t>(e.size()), recv, block,
-                                [&e, count, type, op](const std::byte* s, std::byte* r) {
-                                  return plan_ring(e, algo::RingMode::ReduceScatter, "reduce_scatter",
-                                                   args_of(s, r, count, type, op));
-                                }),
-                   algo::CollectiveKind::ReduceScatter, count, type, op);
+  auto a = args_of(staging_for(e, "reduce_scatter", send, recv), send, recv, count, type, op);
+  return ordered(e, a,
+                 signed_op(e, plan_ring(e, algo::RingMode::ReduceScatter, "reduce_scatter", a),
+                           algo::CollectiveKind::ReduceScatter, count, type, op),
+                 stream);
 }
 
-std::unique_ptr<Operation> allgather_op(Engine& e, const void* send, void* recv, size_t count, DataType type) {
+std::unique_ptr<Operation> allgather_op(Engine& e, const void* send, void* recv, size_t count, DataType type,
+                                        const CudaStream* stream = nullptr) {
   check_buffers(e, "allgather", send, recv, count, type);
-  const size_t block = count * size_of(type);
-  return signed_op(e,
-                   with_staging(e, "allgather", send, block, recv, block * static_cast<size_t>(e.size()),
-                                [&e, count, type](const std::byte* s, std::byte* r) {
-                                  return plan_ring(e, algo::RingMode::AllGather, "allgather",
-                                                   args_of(s, r, count, type));
-                                }),
-                   algo::CollectiveKind::Allgather, count, type);
+  auto a = args_of(staging_for(e, "allgather", send, recv), send, recv, count, type);
+  return ordered(e, a,
+                 signed_op(e, plan_ring(e, algo::RingMode::AllGather, "allgather", a),
+                           algo::CollectiveKind::Allgather, count, type),
+                 stream);
 }
 
 std::unique_ptr<Operation> rooted_op(Engine& e, bool reduce, const void* send, void* recv, size_t count, DataType type,
-                                     ReduceOp op, int root) {
+                                     ReduceOp op, int root, const CudaStream* stream = nullptr) {
   const char* name = reduce ? "reduce" : "broadcast";
   check_root(e, name, root);
   const bool is_root = e.rank() == root;
@@ -195,14 +209,12 @@ std::unique_ptr<Operation> rooted_op(Engine& e, bool reduce, const void* send, v
   check_buffers(e, name, send, recv, count, type, reduce || is_root, !reduce || is_root);
   if (reduce && !is_root) recv = nullptr;
   if (!reduce && !is_root) send = nullptr;
-  const size_t bytes = count * size_of(type);
-  return signed_op(e,
-                   with_staging(e, name, send, send ? bytes : 0, recv, recv ? bytes : 0,
-                                [&e, reduce, count, type, op, root](const std::byte* s, std::byte* r) {
-                                  return plan_rooted(e, args_of(s, r, count, type, op, root), reduce);
-                                }),
-                   reduce ? algo::CollectiveKind::Reduce : algo::CollectiveKind::Broadcast, count, type,
-                   reduce ? op : ReduceOp::Sum, root);
+  auto a = args_of(staging_for(e, name, send, recv), send, recv, count, type, op, root);
+  return ordered(e, a,
+                 signed_op(e, plan_rooted(e, a, reduce),
+                           reduce ? algo::CollectiveKind::Reduce : algo::CollectiveKind::Broadcast, count, type,
+                           reduce ? op : ReduceOp::Sum, root),
+                 stream);
 }
 
 }  // namespace
@@ -245,6 +257,32 @@ void Communicator::reduce(const void* sendbuf, void* recvbuf, size_t count, Data
 }
 
 Work Communicator::ibarrier() { return Work(engine_->submit(plan_barrier(*engine_), true)); }
+Work Communicator::ibarrier(CudaStream stream) {
+  return Work(engine_->submit(ordered(*engine_, algo::Args{}, plan_barrier(*engine_), &stream), true));
+}
+
+// ---- The stream-ordered forms: they return at once; the stream orders the rest.
+
+Work Communicator::iallreduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op,
+                              CudaStream stream) {
+  return Work(engine_->submit(allreduce_op(*engine_, sendbuf, recvbuf, count, type, op, &stream), true));
+}
+Work Communicator::ireduce_scatter(const void* sendbuf, void* recvbuf, size_t recvcount, DataType type, ReduceOp op,
+                                   CudaStream stream) {
+  return Work(engine_->submit(reduce_scatter_op(*engine_, sendbuf, recvbuf, recvcount, type, op, &stream), true));
+}
+Work Communicator::iallgather(const void* sendbuf, void* recvbuf, size_t sendcount, DataType type, CudaStream stream) {
+  return Work(engine_->submit(allgather_op(*engine_, sendbuf, recvbuf, sendcount, type, &stream), true));
+}
+Work Communicator::ibroadcast(const void* sendbuf, void* recvbuf, size_t count, DataType type, int root,
+                              CudaStream stream) {
+  return Work(
+      engine_->submit(rooted_op(*engine_, false, sendbuf, recvbuf, count, type, ReduceOp::Sum, root, &stream), true));
+}
+Work Communicator::ireduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op, int root,
+                           CudaStream stream) {
+  return Work(engine_->submit(rooted_op(*engine_, true, sendbuf, recvbuf, count, type, op, root, &stream), true));
+}
 void Communicator::barrier() { Work(engine_->submit(plan_barrier(*engine_), false)).wait(); }
 
 }  // namespace ringlink

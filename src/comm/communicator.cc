@@ -4,6 +4,7 @@
 
 #include "comm/engine.h"
 #include "comm/operation.h"
+#include "comm/stream_order.h"
 #include "common/cuda_driver.h"
 #include "common/host_buffer.h"
 
@@ -51,55 +52,80 @@ std::exception_ptr Work::error() const {
 
 namespace {
 
+// Device buffers over a transport that moves host memory go through the staging layer: the
+// message is copied to (from) pinned host memory by the device's copy engine, and the send is
+// posted once that copy completed (the receive completes once the copy back did).
 class PointToPoint final : public Operation {
- public:
-  PointToPoint(const Engine& e, bool send, void* buf, size_t bytes, int peer, uint64_t tag)
-      : rank_(e.rank()),
-        device_direct_(e.transport_supports(MemoryKind::Cuda)),
-        send_(send),
-        buf_(buf),
-        bytes_(bytes),
-        peer_(peer),
-        tag_(tag) {}
-  const char* name() const override { return send_ ? "send" : "recv"; }
-  bool is_point_to_point() const override { return true; }
-  int waiting_on() const override { return peer_; }
-
-  void start(const OpContext& ctx) override {
-    void* wire = buf_;
-    if (bytes_ && !device_direct_ && cuda::is_device_pointer(buf_)) {
-      // The transport moves host memory: stage through a buffer of this message's own (point-to-
-      // point operations run concurrently, so they cannot share the collectives' scratch).
-      staged_ = HostBuffer(bytes_);
-      wire = staged_.data();
-      if (send_) copy([&] { cuda::copy_to_host(wire, buf_, bytes_); });
-    }
-    req_ = send_ ? ctx.isend(peer_, wire, bytes_, nullptr, tag_) : ctx.irecv(peer_, wire, bytes_, nullptr, tag_);
-  }
-  Progress advance(const OpContext&) override {
-    if (!req_->test()) return Progress::Waiting;
-    if (!send_ && staged_.data()) copy([&] { cuda::copy_to_device(buf_, staged_.data(), req_->bytes()); });
-    return Progress::Done;
-  }
-
- private:
   template <typename Fn>
-  void copy(Fn fn) {
+  auto guarded(Fn fn) {
     try {
-      fn();
+      return fn();
     } catch (const std::runtime_error& e) {
       throw TransportError(rank_, peer_, name(), fmt::format("staging a CUDA buffer: {}", e.what()));
     }
   }
 
+ public:
+  PointToPoint(Engine& e, bool send, void* buf, size_t bytes, int peer, uint64_t tag)
+      : rank_(e.rank()), send_(send), buf_(buf), bytes_(bytes), peer_(peer), tag_(tag) {
+    if (bytes_ && e.is_device_memory(buf_)) {
+      device_ = &e.device_staging(name());
+      if (device_->wire_on_device()) device_ = nullptr;  // the transport takes device memory itself
+    }
+  }
+  ~PointToPoint() override {
+    // A pinned copy still in flight (the operation failed) keeps its memory.
+    if (!staged_) return;
+    if (pinned_ && !device_->ops().done(fence_)) return;
+    if (pinned_) device_->ops().unpin(staged_);
+    ::operator delete(staged_, std::align_val_t{4096});
+  }
+  const char* name() const override { return send_ ? "send" : "recv"; }
+  bool is_point_to_point() const override { return true; }
+  int waiting_on() const override { return peer_; }
+
+  void start(const OpContext& ctx) override {
+    if (!device_) {
+      req_ = send_ ? ctx.isend(peer_, buf_, bytes_, nullptr, tag_) : ctx.irecv(peer_, buf_, bytes_, nullptr, tag_);
+      return;
+    }
+    staged_ = static_cast<std::byte*>(::operator new(bytes_, std::align_val_t{4096}));
+    guarded([&] {
+      device_->ops().pin(staged_, bytes_);
+      pinned_ = true;
+      if (send_) fence_ = device_->ops().copy(staged_, buf_, bytes_, {});
+    });
+    if (!send_) req_ = ctx.irecv(peer_, staged_, bytes_, nullptr, tag_);
+  }
+  Progress advance(const OpContext& ctx) override {
+    if (!device_) return req_->test() ? Progress::Done : Progress::Waiting;
+    if (send_) {
+      if (!req_) {
+        if (!guarded([&] { return device_->ops().done(fence_); })) return Progress::Waiting;
+        req_ = ctx.isend(peer_, staged_, bytes_, nullptr, tag_);
+        return Progress::Moved;
+      }
+      return req_->test() ? Progress::Done : Progress::Waiting;
+    }
+    if (!copied_) {
+      if (!req_->test()) return Progress::Waiting;
+      guarded([&] { fence_ = device_->ops().copy(buf_, staged_, req_->bytes(), {}); });
+      copied_ = true;
+    }
+    return guarded([&] { return device_->ops().done(fence_); }) ? Progress::Done : Progress::Moved;
+  }
+
+ private:
   int rank_;
-  bool device_direct_;
   bool send_;
   void* buf_;
   size_t bytes_;
   int peer_;
   uint64_t tag_;
-  HostBuffer staged_;
+  detail::DeviceStaging* device_ = nullptr;
+  std::byte* staged_ = nullptr;  // pinned host image of the message
+  bool pinned_ = false, copied_ = false;
+  detail::Fence fence_ = 0;
   std::unique_ptr<Request> req_;
 };
 
@@ -142,7 +168,7 @@ std::string Communicator::transport_name() const { return engine_->transport_nam
 
 namespace {
 // Checked on the calling thread: argument errors never reach the engine.
-std::unique_ptr<Operation> point_to_point(const Engine& e, bool send, const void* buf, size_t bytes, int peer,
+std::unique_ptr<Operation> point_to_point(Engine& e, bool send, const void* buf, size_t bytes, int peer,
                                           uint64_t tag) {
   const char* op = send ? "send" : "recv";
   if (peer < 0 || peer >= e.size())
@@ -152,22 +178,44 @@ std::unique_ptr<Operation> point_to_point(const Engine& e, bool send, const void
     throw InvalidArgumentError(e.rank(), peer, op, fmt::format("tag {} is not below 2^39", tag));
   return std::make_unique<PointToPoint>(e, send, const_cast<void*>(buf), bytes, peer, tag);
 }
+
+// Device buffers follow the caller's stream (the legacy default one without a stream); with a
+// stream, its later work also waits for the message.
+std::unique_ptr<Operation> ordered_point_to_point(Engine& e, bool send, const void* buf, size_t bytes, int peer,
+                                                  uint64_t tag, const CudaStream* stream) {
+  auto op = point_to_point(e, send, buf, bytes, peer, tag);
+  const bool device = bytes && e.is_device_memory(buf);
+  if (stream && bytes && !device)
+    throw InvalidArgumentError(e.rank(), peer, op->name(), "the stream-ordered calls take device buffers");
+  if (!stream && !device) return op;
+  detail::DeviceStaging& staging = e.device_staging(op->name());
+  return detail::stream_ordered(e.rank(), staging, stream ? stream->handle : cuda::kCuStreamLegacy, stream != nullptr,
+                                std::move(op));
+}
 }  // namespace
 
 Work Communicator::isend(const void* buf, size_t bytes, int peer, uint64_t tag) {
-  return Work(engine_->submit(point_to_point(*engine_, true, buf, bytes, peer, tag), true));
+  return Work(engine_->submit(ordered_point_to_point(*engine_, true, buf, bytes, peer, tag, nullptr), true));
 }
 
 Work Communicator::irecv(void* buf, size_t bytes, int peer, uint64_t tag) {
-  return Work(engine_->submit(point_to_point(*engine_, false, buf, bytes, peer, tag), true));
+  return Work(engine_->submit(ordered_point_to_point(*engine_, false, buf, bytes, peer, tag, nullptr), true));
 }
 
 void Communicator::send(const void* buf, size_t bytes, int peer, uint64_t tag) {
-  Work(engine_->submit(point_to_point(*engine_, true, buf, bytes, peer, tag), false)).wait();
+  Work(engine_->submit(ordered_point_to_point(*engine_, true, buf, bytes, peer, tag, nullptr), false)).wait();
 }
 
 void Communicator::recv(void* buf, size_t bytes, int peer, uint64_t tag) {
-  Work(engine_->submit(point_to_point(*engine_, false, buf, bytes, peer, tag), false)).wait();
+  Work(engine_->submit(ordered_point_to_point(*engine_, false, buf, bytes, peer, tag, nullptr), false)).wait();
+}
+
+Work Communicator::isend(const void* buf, size_t bytes, int peer, uint64_t tag, CudaStream stream) {
+  return Work(engine_->submit(ordered_point_to_point(*engine_, true, buf, bytes, peer, tag, &stream), true));
+}
+
+Work Communicator::irecv(void* buf, size_t bytes, int peer, uint64_t tag, CudaStream stream) {
+  return Work(engine_->submit(ordered_point_to_point(*engine_, false, buf, bytes, peer, tag, &stream), true));
 }
 
 }  // namespace ringlink

@@ -1,6 +1,9 @@
 #include "comm/engine.h"
 
 #include <poll.h>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
 #include <sched.h>
 
 #include <algorithm>
@@ -15,6 +18,7 @@
 #include "bootstrap/store_keys.h"
 #include "bootstrap/wire.h"
 #include "comm/plan_inputs.h"
+#include \"common/cuda_driver.h\"
 #include "common/log.h"
 #include "common/socket.h"
 #include "ringlink/error.h"
@@ -32,6 +36,51 @@ Engine::Engine(Options options) : options_(std::move(options)) {
   cpu_set_t cpus;
   int cores = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 0;
   if (cores > 0 && options_.local_world_size > cores) spins_before_yield_ = 0;
+  const char* standin = std::getenv("RINGLINK_DEVICE_OPS");
+  if (standin && std::string_view(standin).starts_with("standin"))
+    device_choice_ = DeviceChoice::Standin;
+  else if (cuda::available())
+    device_choice_ = DeviceChoice::Cuda;
+}
+
+bool Engine::is_device_memory(const void* p) {
+  switch (device_choice_) {
+    case DeviceChoice::None: return false;
+    case DeviceChoice::Cuda: return cuda::is_device_pointer(p);
+    case DeviceChoice::Standin: return device_staging("device check").ops().owns(p);
+  }
+  return false;
+}
+
+DeviceStaging& Engine::device_staging(const char* op) {
+  if (DeviceStaging* ready = device_ready_.load(std::memory_order_acquire)) return *ready;
+  std::lock_guard lk(device_mu_);
+  if (!device_staging_) {
+    std::string why = "no CUDA device";
+    std::unique_ptr<DeviceOps> ops;
+    if (device_choice_ == DeviceChoice::Standin) {
+      // RINGLINK_DEVICE_OPS=standin:SEED picks the completion order; ranks differ by default.
+      const char* env = std::getenv("RINGLINK_DEVICE_OPS");
+      const char* colon = std::strchr(env, ':');
+      uint64_t seed = colon ? std::strtoull(colon + 1, nullptr, 10) : 1;
+      ops = make_standin_device_ops(seed * 1000003u + static_cast<uint64_t>(rank()));
+    } else if (device_choice_ == DeviceChoice::Cuda) {
+      ops = make_cuda_device_ops(&why);
+    } else {
+      why = cuda::unavailable_reason();
+    }
+    if (!ops) throw InvalidArgumentError(rank(), -1, op, fmt::format("device memory, but no usable GPU: {}", why));
+    try {
+      device_staging_ = std::make_unique<DeviceStaging>(std::move(ops), transport_.get(), chunk_bytes_, kStagingSlots);
+    } catch (const std::runtime_error& e) {
+      throw TransportError(rank(), -1, op, fmt::format("allocating the device staging slots: {}", e.what()));
+    }
+    log::info("device buffers: {} staging, chunks {} through {}", device_staging_->ops().name(),
+              device_staging_->wire_on_device() ? "on the wire from device memory" : "pinned host slots",
+              transport_name());
+  }
+  device_ready_.store(device_staging_.get(), std::memory_order_release);
+  return *device_staging_;
 }
 
 std::shared_ptr<Engine> Engine::create(Options options) {
@@ -200,6 +249,8 @@ void Engine::shutdown() {
   if (watcher_stop_fd_ >= 0) ::close(watcher_stop_fd_);
   if (watch_) watch_->bye();
   connections_.clear();
+  device_ready_.store(nullptr);
+  device_staging_.reset();
   pool_.reset();
   staging_mr_.reset();
   transport_.reset();

@@ -21,7 +21,7 @@
 #include "algorithms/select.h"
 #include "algorithms/staging_pool.h"
 #include "bootstrap/store.h"
-#include "comm/host_scratch.h"
+#include "comm/device_staging.h"
 #include "comm/operation.h"
 #include "common/host_buffer.h"
 #include "ringlink/communicator.h"
@@ -64,8 +64,11 @@ class Engine : public std::enable_shared_from_this<Engine> {
   std::string transport_name() const;
   // Whether the transport takes memory of this kind directly (false when there is none).
   bool transport_supports(MemoryKind kind) const { return transport_ && transport_->supports(kind); }
-  // Host images of device buffers, for operations to use while they run (driver thread only).
-  HostScratch& host_scratch() { return scratch_; }
+  // Whether `p` may be device memory (cheap: false at once where there is no device at all).
+  bool is_device_memory(const void* p);
+  // The staging layer for device buffers, made on the first call (any thread); throws
+  // InvalidArgumentError naming `op` where no device is usable.
+  DeviceStaging& device_staging(const char* op);
 
   // Agreed by every rank at creation (rank 0's values win), so all ranks plan alike.
   size_t chunk_bytes() const { return chunk_bytes_; }
@@ -126,7 +129,11 @@ class Engine : public std::enable_shared_from_this<Engine> {
   HostBuffer staging_;
   std::shared_ptr<MemoryRegion> staging_mr_;
   std::unique_ptr<algo::StagingPool> pool_;
-  HostScratch scratch_;
+  // Device buffers: the CUDA driver or, with RINGLINK_DEVICE_OPS=standin (tests), the host stand-in.
+  enum class DeviceChoice { None, Cuda, Standin } device_choice_ = DeviceChoice::None;
+  std::mutex device_mu_;
+  std::unique_ptr<DeviceStaging> device_staging_;
+  std::atomic<DeviceStaging*> device_ready_{nullptr};
 
   // Submission queue (any thread) -> active lists (driver only).
   std::mutex queue_mu_;

@@ -62,6 +62,16 @@ Loaded load() {
   sym(d.event_elapsed_time, "cuEventElapsedTime_v2", false);
   if (!d.event_elapsed_time) sym(d.event_elapsed_time, "cuEventElapsedTime");
   sym(d.memcpy_dtod_async, "cuMemcpyDtoDAsync_v2");
+  sym(d.memcpy_async, "cuMemcpyAsync");
+  sym(d.event_query, "cuEventQuery");
+  sym(d.stream_wait_event, "cuStreamWaitEvent");
+  sym(d.mem_host_register, "cuMemHostRegister_v2");
+  sym(d.mem_host_unregister, "cuMemHostUnregister");
+  sym(d.mem_host_alloc, "cuMemHostAlloc");
+  sym(d.mem_free_host, "cuMemFreeHost");
+  sym(d.mem_host_get_device_pointer, "cuMemHostGetDevicePointer_v2");
+  sym(d.stream_wait_value32, "cuStreamWaitValue32_v2", false);
+  if (!d.stream_wait_value32) sym(d.stream_wait_value32, "cuStreamWaitValue32", false);
   sym(d.library_load_data, "cuLibraryLoadData", false);
   sym(d.library_get_kernel, "cuLibraryGetKernel", false);
   if (!missing.empty()) {

@@ -37,6 +37,12 @@ inline constexpr int kCuMemRangeHandleTypeDmaBufFd = 1;
 inline constexpr CUresult kCudaErrorInvalidContext = 201;
 inline constexpr unsigned kCuStreamNonBlocking = 1;
 inline constexpr unsigned kCuEventDefault = 0;
+inline constexpr unsigned kCuEventDisableTiming = 2;
+inline constexpr CUresult kCudaErrorNotReady = 600;
+inline constexpr unsigned kCuMemHostAllocPortable = 1;
+inline constexpr unsigned kCuMemHostAllocDeviceMap = 2;
+inline constexpr unsigned kCuMemHostRegisterPortable = 1;
+inline constexpr unsigned kCuStreamWaitValueGeq = 0;
 // Stream handles with a meaning of their own (cuda.h's CU_STREAM_LEGACY, CU_STREAM_PER_THREAD).
 inline const CUstream kCuStreamLegacy = reinterpret_cast<CUstream>(0x1);
 inline const CUstream kCuStreamPerThread = reinterpret_cast<CUstream>(0x2);
@@ -86,6 +92,19 @@ struct CudaDriver {
                                 unsigned jit_count, void* library_options, void** library_values,
                                 unsigned library_count) = nullptr;
   CUresult (*library_get_kernel)(CUkernel* kernel, CUlibrary library, const char* name) = nullptr;
+
+  // The staging layer's asynchronous pipeline and the stream-ordered calls.
+  // Any direction (unified addressing tells host from device memory).
+  CUresult (*memcpy_async)(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream stream) = nullptr;
+  CUresult (*event_query)(CUevent event) = nullptr;
+  CUresult (*stream_wait_event)(CUstream stream, CUevent event, unsigned flags) = nullptr;
+  CUresult (*mem_host_register)(void* p, size_t bytes, unsigned flags) = nullptr;
+  CUresult (*mem_host_unregister)(void* p) = nullptr;
+  CUresult (*mem_host_alloc)(void** p, size_t bytes, unsigned flags) = nullptr;
+  CUresult (*mem_free_host)(void* p) = nullptr;
+  CUresult (*mem_host_get_device_pointer)(CUdeviceptr* dptr, void* p, unsigned flags) = nullptr;
+  // Optional: null where the driver lacks stream memory operations.
+  CUresult (*stream_wait_value32)(CUstream stream, CUdeviceptr addr, uint32_t value, unsigned flags) = nullptr;
 
   int device_count = 0;
 };

@@ -82,6 +82,10 @@ void add_common_options(CLI::App& app, Config& cfg) {
          },
          "reduction: sum (default), prod, min, max, avg")
       ->type_name("OP");
+  app.add_option_function<std::string>(
+         "--device", [&cfg](const std::string& v) { cfg.device_cuda = v == "cuda"; },
+         "where the collectives' buffers live: host (default) or cuda (device 0; checked through host copies)")
+      ->check(CLI::IsMember({"host", "cuda"}));
   app.add_option("-r,--root", cfg.root, "root rank of broadcast and reduce (default 0)")->check(CLI::NonNegativeNumber);
   app.add_option("-a,--average", cfg.average, "time reported over ranks: 0 rank 0, 1 mean (default), 2 min, 3 max")
       ->check(CLI::Range(0, 3));

@@ -22,6 +22,7 @@ struct Config {
   int iters = 20;            // -n
   int warmup = 5;            // -w, per size and mode
   bool check = true;         // -c
+  bool device_cuda = false;  // --device cuda: the buffers are CUDA device memory (collectives)
   DataType type = DataType::Float32;
   ReduceOp op = ReduceOp::Sum;
   int root = 0;

@@ -2,6 +2,8 @@
 // p2p), and run_benchmark, which prints the table and writes the files.
 #include "bench/runner.h"
 
+#include "common/cuda_driver.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -129,7 +131,22 @@ class Runner {
     recv_ = Buffer(bytes);
     // Real data from the start, so even -c 0 runs reduce ordinary numbers.
     fill_input(send_.data(), bytes / ts_, 0, cfg.type, cfg.op, n_, rank_, 0);
+    if (cfg.device_cuda) {
+      // The collectives run on device copies; the host buffers are where inputs are written and
+      // results checked.
+      bytes_ = bytes;
+      dsend_ = static_cast<unsigned char*>(cuda::device_alloc(bytes));
+      drecv_ = static_cast<unsigned char*>(cuda::device_alloc(bytes));
+      cuda::copy_to_device(dsend_, send_.data(), bytes);
+      cuda::copy_to_device(drecv_, recv_.data(), bytes);
+    }
   }
+  ~Runner() {
+    cuda::device_free(dsend_);
+    cuda::device_free(drecv_);
+  }
+  Runner(const Runner&) = delete;
+  Runner& operator=(const Runner&) = delete;
 
   void print(const std::string& s) {
     if (rank_ == 0 && !cfg_.quiet) {
@@ -153,12 +170,14 @@ class Runner {
       a.op = cfg_.op;
       a.root = cfg_.root;
       a.in_place = in_place;
+      unsigned char* send = dsend_ ? dsend_ : send_.bytes();
+      unsigned char* recv = drecv_ ? drecv_ : recv_.bytes();
       if (in_place) {
-        a.send = recv_.bytes() + l.send_inplace_offset * static_cast<size_t>(rank_) * ts_;
-        a.recv = recv_.bytes() + l.recv_inplace_offset * static_cast<size_t>(rank_) * ts_;
+        a.send = recv + l.send_inplace_offset * static_cast<size_t>(rank_) * ts_;
+        a.recv = recv + l.recv_inplace_offset * static_cast<size_t>(rank_) * ts_;
       } else {
-        a.send = send_.data();
-        a.recv = recv_.data();
+        a.send = send;
+        a.recv = recv;
       }
       (in_place ? row.ip : row.oop) = measure(a, l);
     }
@@ -257,10 +276,18 @@ class Runner {
     return first;
   }
 
+  // Device buffers: the host buffer at the same offset.
+  void* host_of(const void* p) const {
+    auto* b = static_cast<const unsigned char*>(p);
+    if (dsend_ && b >= dsend_ && b < dsend_ + bytes_) return send_.bytes() + (b - dsend_);
+    if (drecv_ && b >= drecv_ && b < drecv_ + bytes_) return recv_.bytes() + (b - drecv_);
+    return const_cast<void*>(p);
+  }
+
   // Poisons the result area, then writes this rank's inputs where the call reads them.
   void prepare(const CollArgs& a, const Layout& l, uint64_t seed) {
-    void* send = const_cast<void*>(a.send);
-    poison(a.recv, l.recv_count * ts_);
+    void* send = host_of(a.send);
+    poison(host_of(a.recv), l.recv_count * ts_);
     switch (a.coll) {
       case Collective::Broadcast:
         if (rank_ == a.root) fill_input(send, l.param_count, 0, a.type, a.op, n_, rank_, seed);
@@ -269,6 +296,10 @@ class Runner {
         fill_input(send, l.send_count, 0, a.type, a.op, n_, rank_, seed);
         break;
       default: fill_input(send, l.param_count, 0, a.type, a.op, n_, rank_, seed); break;
+    }
+    if (dsend_) {
+      cuda::copy_to_device(dsend_, send_.data(), bytes_);
+      cuda::copy_to_device(drecv_, recv_.data(), bytes_);
     }
   }
 
@@ -290,6 +321,10 @@ class Runner {
       prepare(a, l, seed);
       b_.barrier();
       const void* result = b_.run(a);
+      if (drecv_) {
+        cuda::copy_to_host(recv_.data(), drecv_, bytes_);
+        result = host_of(result);
+      }
       const int64_t w = count_wrong(a.coll, result, a.count, a.type, a.op, n_, rank_, a.root, seed);
       m.wrong = static_cast<int64_t>(b_.allreduce_scalar(static_cast<double>(w), ReduceOp::Sum));
     }
@@ -302,6 +337,9 @@ class Runner {
   int rank_ = 0, n_ = 1;
   size_t ts_ = 4;
   Buffer send_, recv_;
+  unsigned char* dsend_ = nullptr;  // --device cuda
+  unsigned char* drecv_ = nullptr;
+  size_t bytes_ = 0;
   uint64_t seed_ = 0;
 };
 
