@@ -18,7 +18,7 @@
 #include "bootstrap/store_keys.h"
 #include "bootstrap/wire.h"
 #include "comm/plan_inputs.h"
-#include \"common/cuda_driver.h\"
+#include "common/cuda_driver.h"
 #include "common/log.h"
 #include "common/socket.h"
 #include "ringlink/error.h"
