@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,6 +39,12 @@ struct DatasetOptions {
   CacheMode cache = CacheMode::none;
   int processes_per_host = 1;  // see ImageStoreOptions
   std::string split_name = "data";
+  // Data parallelism: this rank's share of the cache (see ImageStoreOptions).
+  int share_rank = 0, share_world = 1;
+  // When set, called by every process sharing a cache with the indices that failed to
+  // decode while caching here; returns the union over those processes, so all of them
+  // drop the same images (each decodes only its share).
+  std::function<std::vector<size_t>(const std::vector<size_t>&)> agree_failed;
 };
 
 class Dataset {

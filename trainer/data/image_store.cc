@@ -81,10 +81,15 @@ std::array<int, 2> ImageStore::resized_size(int w, int h, int img_size) {
 ImageStore::ImageStore(std::vector<std::string> files, std::vector<std::array<int, 2>> sizes,
                        const ImageStoreOptions& opts, std::vector<size_t>* failed)
     : files_(std::move(files)), img_size_(opts.img_size), mode_(opts.cache) {
-  for (const auto& [w, h] : sizes) {
-    const auto [rw, rh] = resized_size(w, h, img_size_);
+  size_t held = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (!opts.holds(i)) continue;
+    const auto [rw, rh] = resized_size(sizes[i][0], sizes[i][1], img_size_);
     ram_bytes_ += static_cast<uint64_t>(rw) * rh * 3;
+    ++held;
   }
+  const std::string share =
+      opts.share_world > 1 ? fmt::format(" (rank {}'s share: {} of {})", opts.share_rank, held, files_.size()) : "";
   const std::string& split = opts.split_name;
   const int procs = std::max(1, opts.processes_per_host);
   if (mode_ == CacheMode::ram) {
@@ -98,7 +103,7 @@ ImageStore::ImageStore(std::vector<std::string> files, std::vector<std::array<in
                split, need / kGB, per, avail / kGB);
       mode_ = CacheMode::none;
     } else {
-      log_info("{}: caching {} images in RAM: {:.2f} GB per process ({}), {:.2f} GB available", split, files_.size(),
+      log_info("{}: caching {} images in RAM{}: {:.2f} GB per process ({}), {:.2f} GB available", split, held, share,
                ram_bytes_ / kGB, per, avail / kGB);
     }
   }
@@ -111,6 +116,7 @@ ImageStore::ImageStore(std::vector<std::string> files, std::vector<std::array<in
   if (mode_ == CacheMode::ram) {
     ram_.resize(files_.size());
     parallel_for(files_.size(), opts.threads, [&](size_t i) {
+      if (!opts.holds(i)) return;  // another rank's: decoded from its file when used
       try {
         ram_[i] = std::make_shared<const ImageU8>(load(i));
       } catch (const std::exception& e) {
@@ -120,6 +126,7 @@ ImageStore::ImageStore(std::vector<std::string> files, std::vector<std::array<in
   } else if (mode_ == CacheMode::disk) {
     std::atomic<uint64_t> written{0}, bytes{0};
     parallel_for(files_.size(), opts.threads, [&](size_t i) {
+      if (!opts.holds(i)) return;  // another rank writes it
       const std::string npy = disk_cache_path(files_[i]);
       try {
         if (!disk_cache_is_fresh(files_[i], npy)) {
@@ -132,8 +139,8 @@ ImageStore::ImageStore(std::vector<std::string> files, std::vector<std::array<in
         report(i, e);
       }
     });
-    log_info("{}: disk cache of {} images beside them (<image>.npy): {} written now ({:.2f} GB), the rest up to date",
-             split, files_.size(), written.load(), bytes.load() / kGB);
+    log_info("{}: disk cache of {} images beside them (<image>.npy){}: {} written now ({:.2f} GB), the rest up to date",
+             split, held, share, written.load(), bytes.load() / kGB);
   }
   if (failed) std::sort(failed->begin(), failed->end());
 }
@@ -166,7 +173,7 @@ ImageU8 ImageStore::load(size_t i) const {
 }
 
 std::shared_ptr<const ImageU8> ImageStore::get(size_t i) const {
-  if (!ram_.empty()) return ram_[i];
+  if (i < ram_.size() && ram_[i]) return ram_[i];
   return std::make_shared<const ImageU8>(load(i));
 }
 

@@ -29,6 +29,13 @@ struct ImageStoreOptions {
   // ranks): the RAM check needs room for all of them.
   int processes_per_host = 1;
   std::string split_name = "data";
+  // Data parallelism: a rank caches (ram) or writes (disk) only images i with
+  // i % share_world == share_rank, about 1/share_world of them; the others come
+  // from their files (disk: from the .npy another rank wrote, when it is there).
+  int share_rank = 0, share_world = 1;
+  bool holds(size_t i) const {
+    return share_world <= 1 || static_cast<int>(i % static_cast<size_t>(share_world)) == share_rank;
+  }
 };
 
 // Bytes of memory available to new allocations (MemAvailable), 0 if unknown.
@@ -46,7 +53,7 @@ class ImageStore {
 
   std::shared_ptr<const ImageU8> get(size_t i) const;
   CacheMode mode() const { return mode_; }
-  // Bytes of resized images one process holds (ram), or would hold.
+  // Bytes of resized images one process holds (ram: its share), or would hold.
   uint64_t ram_bytes() const { return ram_bytes_; }
   // The size get() returns for an image of this native size.
   static std::array<int, 2> resized_size(int w, int h, int img_size);

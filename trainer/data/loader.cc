@@ -1,15 +1,19 @@
 #include "data/loader.h"
 
 #include <algorithm>
-#include <numeric>
 #include <stdexcept>
+
+#include "ddp/sampler.h"
 
 namespace yolo {
 
 BatchLoader::BatchLoader(const Dataset& ds, const LoaderOptions& opts) : ds_(ds), opts_(opts) {
   if (opts_.prefetch <= 0) opts_.prefetch = std::max(2, opts_.workers + 2);
-  order_.resize(ds_.size());
-  std::iota(order_.begin(), order_.end(), 0);
+  const auto shard = shard_order(epoch_permutation(ds_.size(), opts_.seed, 0, false), opts_.rank, opts_.world_size,
+                                 opts_.pad_shards);
+  order_ = shard.indices;
+  positions_ = shard.positions;
+  shard_size_ = order_.size();
   for (int i = 0; i < opts_.workers; ++i) threads_.emplace_back([this] { worker_loop(); });
 }
 
@@ -23,17 +27,16 @@ BatchLoader::~BatchLoader() {
 }
 
 int BatchLoader::num_batches() const {
-  return static_cast<int>((ds_.size() + opts_.batch_size - 1) / opts_.batch_size);
+  return static_cast<int>((shard_size_ + opts_.batch_size - 1) / opts_.batch_size);
 }
 
 void BatchLoader::start_epoch(int epoch) {
   std::lock_guard<std::mutex> lock(mu_);
   epoch_ = epoch;
-  std::iota(order_.begin(), order_.end(), 0);
-  if (opts_.shuffle) {
-    SampleRng rng(mix_seed(opts_.seed, static_cast<uint64_t>(epoch), 0xA11CEull));
-    for (size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[rng.index(i)]);
-  }
+  auto shard = shard_order(epoch_permutation(ds_.size(), opts_.seed, epoch, opts_.shuffle), opts_.rank,
+                           opts_.world_size, opts_.pad_shards);
+  order_ = std::move(shard.indices);
+  positions_ = std::move(shard.positions);
   ready_.clear();
   next_claim_ = next_consume_ = 0;
   error_ = nullptr;
@@ -44,10 +47,11 @@ void BatchLoader::start_epoch(int epoch) {
 Batch BatchLoader::build_batch(int epoch, int b) const {
   const size_t begin = static_cast<size_t>(b) * opts_.batch_size;
   const size_t end = std::min(order_.size(), begin + opts_.batch_size);
-  return build(epoch, begin, std::vector<size_t>(order_.begin() + begin, order_.begin() + end));
+  return build(epoch, std::vector<size_t>(order_.begin() + begin, order_.begin() + end),
+               std::vector<size_t>(positions_.begin() + begin, positions_.begin() + end));
 }
 
-Batch BatchLoader::build(int epoch, size_t begin, const std::vector<size_t>& indices) const {
+Batch BatchLoader::build(int epoch, const std::vector<size_t>& indices, const std::vector<size_t>& positions) const {
   const int S = opts_.img_size;
   const int64_t n = static_cast<int64_t>(indices.size());
   auto opt = torch::TensorOptions().dtype(torch::kUInt8);
@@ -58,9 +62,8 @@ Batch BatchLoader::build(int epoch, size_t begin, const std::vector<size_t>& ind
   std::vector<float> rows;
   std::vector<LabelRow> labels;
   for (int64_t i = 0; i < n; ++i) {
-    const size_t pos = begin + i;
     const size_t index = indices[i];
-    SampleRng rng(mix_seed(opts_.seed, static_cast<uint64_t>(epoch), pos));
+    SampleRng rng(mix_seed(opts_.seed, static_cast<uint64_t>(epoch), positions[i]));
     Letterbox lb;
     build_sample(ds_, index, S, opts_.augment, opts_.hyp, rng, dst + i * S * S * 3, &labels, &lb);
     batch.letterboxes.push_back(lb);
@@ -83,11 +86,12 @@ void BatchLoader::worker_loop() {
     const size_t begin = static_cast<size_t>(b) * opts_.batch_size;
     const size_t end = std::min(order_.size(), begin + opts_.batch_size);
     const std::vector<size_t> indices(order_.begin() + begin, order_.begin() + end);
+    const std::vector<size_t> positions(positions_.begin() + begin, positions_.begin() + end);
     lock.unlock();
     Batch batch;
     std::exception_ptr err;
     try {
-      batch = build(epoch, begin, indices);
+      batch = build(epoch, indices, positions);
     } catch (...) {
       err = std::current_exception();
     }

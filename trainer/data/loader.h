@@ -34,6 +34,10 @@ struct LoaderOptions {
   bool pin_memory = false;
   uint64_t seed = 0;
   Hyp hyp;
+  // Data parallelism: this rank's share of each epoch's order (ddp/sampler.h); pad_shards
+  // gives every rank the same number of samples (training), otherwise none is repeated.
+  int rank = 0, world_size = 1;
+  bool pad_shards = true;
 };
 
 class BatchLoader {
@@ -45,7 +49,7 @@ class BatchLoader {
 
   int num_batches() const;
   // Begins an epoch: the order (and every augmentation) depends only on
-  // (seed, epoch).
+  // (seed, epoch) and a sample's position in the epoch's global order.
   void start_epoch(int epoch);
   // Next batch of the current epoch in order; false once the epoch is done.
   // Rethrows a worker's exception.
@@ -54,12 +58,13 @@ class BatchLoader {
   Batch build_batch(int epoch, int b) const;
 
  private:
-  Batch build(int epoch, size_t begin, const std::vector<size_t>& indices) const;
+  Batch build(int epoch, const std::vector<size_t>& indices, const std::vector<size_t>& positions) const;
   void worker_loop();
 
   const Dataset& ds_;
   LoaderOptions opts_;
-  std::vector<size_t> order_;
+  std::vector<size_t> order_, positions_;  // this rank's dataset indices, and their global positions
+  size_t shard_size_ = 0;
   std::vector<std::thread> threads_;
   std::mutex mu_;
   std::condition_variable cv_work_, cv_ready_;
