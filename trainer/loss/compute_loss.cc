@@ -1,5 +1,8 @@
 #include "loss/compute_loss.h"
 
+#include <stdexcept>
+#include <string>
+
 #include "util/box.h"
 
 namespace yolo {
@@ -79,8 +82,15 @@ std::vector<LevelTargets> ComputeLoss::build_targets(
   return out;
 }
 
-ComputeLoss::Result ComputeLoss::operator()(const std::vector<torch::Tensor>& preds_in,
-                                            const torch::Tensor& targets) const {
+std::vector<int64_t> ComputeLoss::count_positives(const torch::Tensor& targets,
+                                                  const std::vector<std::pair<int64_t, int64_t>>& grid_shapes) const {
+  std::vector<int64_t> n;
+  for (const auto& lt : build_targets(targets, grid_shapes)) n.push_back(lt.b.size(0));
+  return n;
+}
+
+ComputeLoss::Result ComputeLoss::operator()(const std::vector<torch::Tensor>& preds_in, const torch::Tensor& targets,
+                                            const LossNormalizer* norm) const {
   const auto device = preds_in[0].device();
   std::vector<std::pair<int64_t, int64_t>> shapes;
   for (const auto& p : preds_in) shapes.emplace_back(p.size(2), p.size(3));
@@ -92,20 +102,24 @@ ComputeLoss::Result ComputeLoss::operator()(const std::vector<torch::Tensor>& pr
   // BCEWithLogits with pos_weight; a weight of 1 (the default) is left out so
   // no host value has to be copied to the device, which would wait for it.
   // With fl_gamma > 0 each element is weighted first, as FocalLoss does:
-  // alpha_t * (1 - p_t)^gamma with alpha 0.25 for positives.
+  // alpha_t * (1 - p_t)^gamma with alpha 0.25 for positives. Sums, divided by
+  // the normaliser's counts below (the means of a single process).
   const double gamma = g_.fl_gamma, alpha = 0.25;
-  auto bce = [&](const torch::Tensor& x, const torch::Tensor& y, double pos_weight) {
+  auto bce_sum = [&](const torch::Tensor& x, const torch::Tensor& y, double pos_weight) {
     namespace F = torch::nn::functional;
-    auto o = F::BinaryCrossEntropyWithLogitsFuncOptions();
+    auto o = F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kSum);
     if (pos_weight != 1.0) o = o.pos_weight(torch::full({1}, pos_weight, fopt));
     if (gamma <= 0) return F::binary_cross_entropy_with_logits(x, y, o);
     auto loss = F::binary_cross_entropy_with_logits(x, y, o.reduction(torch::kNone));
     auto p = x.sigmoid();
     auto p_t = y * p + (1 - y) * (1 - p);
     auto alpha_factor = y * alpha + (1 - y) * (1 - alpha);
-    return (loss * alpha_factor * (1.0 - p_t).pow(gamma)).mean();
+    return (loss * alpha_factor * (1.0 - p_t).pow(gamma)).sum();
   };
-  const int64_t bs = preds_in[0].size(0);
+  const double bs = norm ? norm->batch_size : static_cast<double>(preds_in[0].size(0));
+  if (norm && static_cast<int>(norm->positives.size()) != nl_)
+    throw std::invalid_argument("ComputeLoss: the normaliser has " + std::to_string(norm->positives.size()) +
+                                " levels, the model " + std::to_string(nl_));
 
   for (int i = 0; i < nl_; ++i) {
     // Loss in fp32 even when the forward pass ran in half precision.
@@ -113,6 +127,7 @@ ComputeLoss::Result ComputeLoss::operator()(const std::vector<torch::Tensor>& pr
     const auto& lt = level_targets[i];
     auto tobj = torch::zeros({pi.size(0), pi.size(1), pi.size(2), pi.size(3)}, fopt);
     const int64_t n = lt.b.size(0);
+    const double positives = norm ? norm->positives[i] : static_cast<double>(n);
     if (n) {
       const bool nb = device.is_cuda();
       auto b = lt.b.to(device, nb), a = lt.a.to(device, nb), gj = lt.gj.to(device, nb), gi = lt.gi.to(device, nb);
@@ -121,23 +136,24 @@ ComputeLoss::Result ComputeLoss::operator()(const std::vector<torch::Tensor>& pr
       auto pwh = (ps.narrow(1, 2, 2).sigmoid() * 2).pow(2) * lt.anchors.to(device, nb);
       auto pbox = torch::cat({pxy, pwh}, 1);
       auto iou = bbox_iou(pbox, lt.tbox.to(device, nb), /*xywh=*/true, /*ciou=*/true);
-      lbox += (1.0 - iou).mean();
+      lbox += (1.0 - iou).sum() / positives;
       tobj.index_put_({b, a, gj, gi}, iou.detach().clamp_min(0));
       if (nc_ > 1) {
         auto pcls = ps.narrow(1, 5, nc_);
         auto t = torch::full_like(pcls, cn);
         t.index_put_({torch::arange(n, torch::TensorOptions().device(device).dtype(torch::kLong)), lt.tcls.to(device, nb)},
                      cp);
-        lcls += bce(pcls, t, g_.cls_pw);
+        lcls += bce_sum(pcls, t, g_.cls_pw) / (positives * nc_);
       }
     }
-    lobj += bce(pi.select(-1, 4), tobj, g_.obj_pw) * balance_[i];
+    lobj += bce_sum(pi.select(-1, 4), tobj, g_.obj_pw) / (bs * static_cast<double>(pi.size(1) * pi.size(2) * pi.size(3))) *
+            balance_[i];
   }
   lbox *= g_.box;
   lobj *= g_.obj;
   lcls *= g_.cls;
   Result r;
-  r.total = ((lbox + lobj + lcls) * static_cast<double>(bs)).squeeze();
+  r.total = ((lbox + lobj + lcls) * bs).squeeze();
   r.items = torch::cat({lbox, lobj, lcls}).detach();
   return r;
 }

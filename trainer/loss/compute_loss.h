@@ -32,6 +32,15 @@ struct LevelTargets {
   torch::Tensor tcls;          // int64 (n)
 };
 
+// The denominators of the loss terms. A single process uses its own batch. Data-parallel
+// ranks pass the global batch's (its size, and the positive assignments per level summed over
+// ranks): each rank's loss is then its share of the global batch's loss, the shares sum to
+// it, and so do their gradients.
+struct LossNormalizer {
+  double batch_size = 0;
+  std::vector<double> positives;  // per level
+};
+
 class ComputeLoss {
  public:
   // anchors: (nl, na, 2) in grid units (Detect's buffer).
@@ -47,8 +56,13 @@ class ComputeLoss {
     torch::Tensor total;  // (lbox + lobj + lcls) * batch size, scalar
     torch::Tensor items;  // (3) detached: lbox, lobj, lcls
   };
-  // preds: raw (bs, na, ny, nx, 5 + nc) per level.
-  Result operator()(const std::vector<torch::Tensor>& preds, const torch::Tensor& targets) const;
+  // preds: raw (bs, na, ny, nx, 5 + nc) per level. Without `norm`, this batch's own denominators.
+  Result operator()(const std::vector<torch::Tensor>& preds, const torch::Tensor& targets,
+                    const LossNormalizer* norm = nullptr) const;
+
+  // Positive (target, anchor, cell) assignments per level: the box and class terms' denominators.
+  std::vector<int64_t> count_positives(const torch::Tensor& targets,
+                                       const std::vector<std::pair<int64_t, int64_t>>& grid_shapes) const;
 
  private:
   torch::Tensor anchors_cpu_;
