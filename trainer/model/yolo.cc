@@ -81,7 +81,11 @@ ConvImpl::ConvImpl(int c1, int c2, int k, int s, int p) {
   bn = register_module("bn", torch::nn::BatchNorm2d(c2));
 }
 
-torch::Tensor ConvImpl::forward(const torch::Tensor& x) { return torch::silu(bn ? bn(conv(x)) : conv(x)); }
+torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
+  auto y = conv(x);
+  if (!bn) return torch::silu(y);
+  return torch::silu(bn_forward && is_training() ? bn_forward(*bn, y) : bn(y));
+}
 
 void ConvImpl::fuse() {
   if (!bn) return;
@@ -366,6 +370,11 @@ void YoloModelImpl::to_channels_last() {
   for (auto& p : parameters()) {
     if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
   }
+}
+
+void YoloModelImpl::set_batch_norm_forward(const BatchNormForward& f) {
+  for (auto& m : modules(/*include_self=*/false))
+    if (auto* c = m->as<ConvImpl>()) c->bn_forward = f;
 }
 
 }  // namespace yolo

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,10 @@ class LayerImpl : public torch::nn::Module {
   virtual torch::Tensor forward_layer(const std::vector<torch::Tensor>& x) = 0;
 };
 
+// A replacement for BatchNorm2d's forward in training mode, over the module's own
+// parameters and buffers (synchronised BatchNorm across data-parallel ranks).
+using BatchNormForward = std::function<torch::Tensor(torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x)>;
+
 // Conv2d (no bias) + BatchNorm2d + SiLU.
 class ConvImpl : public LayerImpl {
  public:
@@ -49,6 +54,7 @@ class ConvImpl : public LayerImpl {
   void fuse();
   torch::nn::Conv2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};  // null once fused
+  BatchNormForward bn_forward;  // empty: bn's own
 };
 TORCH_MODULE(Conv);
 
@@ -136,6 +142,8 @@ class YoloModelImpl : public torch::nn::Module {
   void to_channels_last();
   // Conv + BN fusion of every Conv, as YOLOv5's Model.fuse() for validation.
   void fuse();
+  // Every Conv's BatchNorm runs through `f` in training mode (empty: BatchNorm2d's own).
+  void set_batch_norm_forward(const BatchNormForward& f);
 
   ModelConfig cfg;
 

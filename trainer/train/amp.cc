@@ -63,6 +63,10 @@ void GradScaler::unscale(const std::vector<torch::Tensor>& params) {
 
 bool GradScaler::step_ok() const { return !enabled_ || found_inf_.item<float>() == 0.0f; }
 
+void GradScaler::set_found_inf(bool found) {
+  if (enabled_) found_inf_.fill_(found ? 1.0 : 0.0);
+}
+
 void GradScaler::update() {
   if (!enabled_) return;
   if (device_.is_cuda()) {

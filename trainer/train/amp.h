@@ -31,6 +31,8 @@ class GradScaler {
   void unscale(const std::vector<torch::Tensor>& params);
   // True when the step may be taken (no inf/NaN). The one host sync of a step.
   bool step_ok() const;
+  // Replaces the inf/NaN flag with the one all data-parallel ranks agreed on.
+  void set_found_inf(bool found);
   // Backs off after an inf/NaN step, grows after growth_interval clean ones.
   void update();
   double scale_value() const;

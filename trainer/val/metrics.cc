@@ -179,12 +179,24 @@ ApResult ap_per_class(const torch::Tensor& tp_in, const torch::Tensor& conf_in, 
   return res;
 }
 
-void DetectionStats::add(const torch::Tensor& detections, const torch::Tensor& labels) {
+void DetectionStats::add(const torch::Tensor& detections, const torch::Tensor& labels, int64_t key) {
+  add_record({match_detections(detections, labels).to(torch::kCPU), detections.select(1, 4).to(torch::kCPU, torch::kFloat),
+              detections.select(1, 5).to(torch::kCPU, torch::kFloat), labels.select(1, 0).to(torch::kCPU, torch::kFloat),
+              key});
+}
+
+void DetectionStats::add_record(const Record& r) {
   ++images_;
-  tp_.push_back(match_detections(detections, labels));
-  conf_.push_back(detections.select(1, 4).to(torch::kCPU, torch::kFloat));
-  pcls_.push_back(detections.select(1, 5).to(torch::kCPU, torch::kFloat));
-  tcls_.push_back(labels.select(1, 0).to(torch::kCPU, torch::kFloat));
+  tp_.push_back(r.tp);
+  conf_.push_back(r.conf);
+  pcls_.push_back(r.pcls);
+  tcls_.push_back(r.tcls);
+  keys_.push_back(r.key);
+}
+
+void DetectionStats::clear() {
+  tp_.clear(), conf_.clear(), pcls_.clear(), tcls_.clear(), keys_.clear();
+  images_ = 0;
 }
 
 int64_t DetectionStats::instances() const {

@@ -34,13 +34,24 @@ ApResult ap_per_class(const torch::Tensor& tp, const torch::Tensor& conf, const 
 // Accumulates per-image statistics over a validation pass.
 class DetectionStats {
  public:
-  void add(const torch::Tensor& detections, const torch::Tensor& labels);
+  // `key` names the image (its dataset index) when shards are gathered.
+  void add(const torch::Tensor& detections, const torch::Tensor& labels, int64_t key = -1);
   ApResult compute() const;
   int64_t images() const { return images_; }
   int64_t instances() const;
 
+  // One image's statistics: tp (n, 10) bool, conf, pcls (n) float, tcls (m) float, all CPU.
+  struct Record {
+    torch::Tensor tp, conf, pcls, tcls;
+    int64_t key = -1;
+  };
+  Record record(size_t k) const { return {tp_[k], conf_[k], pcls_[k], tcls_[k], keys_[k]}; }
+  void add_record(const Record& r);
+  void clear();
+
  private:
   std::vector<torch::Tensor> tp_, conf_, pcls_, tcls_;
+  std::vector<int64_t> keys_;
   int64_t images_ = 0;
 };
 

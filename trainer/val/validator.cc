@@ -56,10 +56,11 @@ ValResult validate(YoloModel& model, const Dataset& ds, BatchLoader& loader, con
       }
       auto t = targets.index({targets.select(1, 0) == static_cast<float>(i)});
       auto labels = torch::cat({t.narrow(1, 1, 1), xywh2xyxy(t.narrow(1, 2, 4) * S)}, 1);
-      stats.add(d, labels);
+      stats.add(d, labels, static_cast<int64_t>(batch.indices[i]));
     }
     ++batches;
   }
+  if (opts.combine_shards) opts.combine_shards(stats, loss_sum, batches);
   ValResult res;
   res.detail = stats.compute();
   res.mp = res.detail.mp, res.mr = res.detail.mr, res.map50 = res.detail.map50, res.map = res.detail.map;

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <array>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ struct ValOptions {
   bool amp = false;
   bool verbose = false;  // per-class lines
   std::vector<std::string> names;
+  // Data parallelism: each rank validates its shard, then this merges every rank's
+  // per-image statistics (in dataset order) and loss sums, so all ranks compute the same result.
+  std::function<void(DetectionStats& stats, torch::Tensor& loss_sum, int& batches)> combine_shards;
 };
 
 // loader must be built without augmentation over `ds`; loss may be null.
