@@ -176,7 +176,7 @@ Dataset::Dataset(const std::vector<std::string>& sources, int nc, const DatasetO
   so.share_world = opts.share_world;
   std::vector<size_t> failed;
   store_ = std::make_unique<ImageStore>(std::move(usable), native_, so, &failed);
-  if (opts.agree_failed) failed = opts.agree_failed(failed);
+  if (opts.agree_failed) failed = opts.agree_failed(failed, paths_.size());
   if (!failed.empty()) {  // decoding failed while caching: drop those too
     std::vector<char> keep(paths_.size(), 1);
     for (size_t i : failed) keep[i] = 0;

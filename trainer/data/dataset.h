@@ -41,10 +41,10 @@ struct DatasetOptions {
   std::string split_name = "data";
   // Data parallelism: this rank's share of the cache (see ImageStoreOptions).
   int share_rank = 0, share_world = 1;
-  // When set, called by every process sharing a cache with the indices that failed to
-  // decode while caching here; returns the union over those processes, so all of them
-  // drop the same images (each decodes only its share).
-  std::function<std::vector<size_t>(const std::vector<size_t>&)> agree_failed;
+  // When set, called by every process sharing a cache with the indices (below count) that
+  // failed to decode while caching here; returns the union over those processes, so all of
+  // them drop the same images (each decodes only its share).
+  std::function<std::vector<size_t>(const std::vector<size_t>& failed, size_t count)> agree_failed;
 };
 
 class Dataset {

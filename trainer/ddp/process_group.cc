@@ -103,6 +103,21 @@ void ProcessGroup::broadcast(const std::vector<torch::Tensor>& tensors, int root
   }
 }
 
+std::vector<size_t> ProcessGroup::union_of(const std::vector<size_t>& indices, size_t bound) {
+  // As a bitmap: its length is known on every rank, so no peer sizes an allocation.
+  auto mask = torch::zeros({static_cast<int64_t>(bound)}, torch::kByte);
+  auto* m = mask.data_ptr<uint8_t>();
+  for (size_t i : indices) {
+    if (i >= bound) throw std::out_of_range(fmt::format("union_of: index {} beyond {}", i, bound));
+    m[i] = 1;
+  }
+  if (bound > 0) allreduce(mask, ringlink::ReduceOp::Max);
+  std::vector<size_t> out;
+  for (size_t i = 0; i < bound; ++i)
+    if (m[i]) out.push_back(i);
+  return out;
+}
+
 torch::Device rank_device(const std::string& spec, int local_rank, int local_size) {
   if (spec.find(',') != std::string::npos) {
     std::vector<std::string> list;

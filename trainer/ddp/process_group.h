@@ -37,6 +37,8 @@ class ProcessGroup {
   void broadcast(std::string& s, int root);
   // Every tensor of the list takes root's values (packed into one message per dtype and device).
   void broadcast(const std::vector<torch::Tensor>& tensors, int root);
+  // The sorted union of every rank's indices (each below `bound`, which all ranks pass alike).
+  std::vector<size_t> union_of(const std::vector<size_t>& indices, size_t bound);
   void barrier() { comm_.barrier(); }
 
  private:

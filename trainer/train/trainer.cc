@@ -4,10 +4,14 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
+#include "ddp/data_parallel.h"
+#include "ddp/process_group.h"
+#include "ddp/sync_batch_norm.h"
 #include "train/checkpoint.h"
 #include "train/device.h"
 #include "train/weights.h"
@@ -79,6 +83,9 @@ std::string options_to_yaml(const TrainOptions& o) {
   e << YAML::Key << "cache" << YAML::Value << o.cache;
   e << YAML::Key << "max_batches" << YAML::Value << o.max_batches;
   e << YAML::Key << "save_dir" << YAML::Value << o.save_dir;
+  e << YAML::Key << "sync_bn" << YAML::Value << o.sync_bn;
+  e << YAML::Key << "bucket_mb" << YAML::Value << o.bucket_mb;
+  e << YAML::Key << "world_size" << YAML::Value << o.world_size;
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
 }
@@ -110,18 +117,29 @@ TrainOptions options_from_yaml(const std::string& text) {
   get("cache", o.cache);
   get("max_batches", o.max_batches);
   get("save_dir", o.save_dir);
+  get("sync_bn", o.sync_bn);
+  get("bucket_mb", o.bucket_mb);
+  get("world_size", o.world_size);
   return o;
 }
 
-Trainer::Trainer(TrainOptions opts, const std::string& resume_from) : opts_(std::move(opts)), resume_from_(resume_from) {
+Trainer::Trainer(TrainOptions opts, const std::string& resume_from, std::shared_ptr<ddp::ProcessGroup> group)
+    : opts_(std::move(opts)), resume_from_(resume_from), group_(std::move(group)) {
+  const int world = group_ ? group_->size() : 1;
+  const int rank = group_ ? group_->rank() : 0;
   std::unique_ptr<CheckpointReader> ckpt;  // the run to resume, read once
   CheckpointMeta meta;
   if (!resume_from_.empty()) {
     ckpt = std::make_unique<CheckpointReader>(resume_from_);
     meta = ckpt->meta();
-    const std::string device = opts_.device;
+    const std::string device = opts_.device, trace = opts_.ddp_trace;
     opts_ = options_from_yaml(meta.opt_yaml);
     if (!device.empty()) opts_.device = device;
+    opts_.ddp_trace = trace;
+    if (opts_.world_size != world)
+      log_warn("{} was written by {} rank(s), this run has {}: the global batch stays {}, each rank now loads {}{}",
+               resume_from_, opts_.world_size, world, opts_.batch_size, opts_.batch_size / std::max(1, world),
+               opts_.sync_bn ? "" : " (BatchNorm statistics now come from that many images per rank)");
     hyp_ = parse_hyp(meta.hyp_yaml, resume_from_);
     if (meta.epoch + 1 >= opts_.epochs)
       throw std::runtime_error(fmt::format("{} already trained {} epochs; nothing to resume", resume_from_, opts_.epochs));
@@ -133,8 +151,19 @@ Trainer::Trainer(TrainOptions opts, const std::string& resume_from) : opts_(std:
   if (opts_.epochs < 1) throw std::runtime_error("--epochs must be >= 1");
   parse_cache_mode(opts_.cache);  // a bad --cache fails before any work
   if (opts_.batch_size < 1) throw std::runtime_error("--batch-size must be >= 1");
+  if (opts_.batch_size % world != 0)
+    throw std::runtime_error(fmt::format("--batch-size {} is not a multiple of WORLD_SIZE {}: the global batch is split "
+                                         "evenly over the ranks",
+                                         opts_.batch_size, world));
+  opts_.world_size = world;
   data_ = load_dataset_config(opts_.data);
-  device_ = select_device(opts_.device);
+  device_ = group_ ? ddp::rank_device(opts_.device, group_->local_rank(), group_->local_size())
+                   : select_device(opts_.device);
+  if (group_ && !device_.is_cuda() && group_->local_size() > 1 && !std::getenv("OMP_NUM_THREADS")) {
+    // Ranks sharing this host's cores (torchrun sets OMP_NUM_THREADS=1 for the same reason).
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    torch::set_num_threads(std::max(1, cores / group_->local_size()));
+  }
   amp_ = opts_.amp && device_.is_cuda();
   torch::manual_seed(opts_.seed);
   if (device_.is_cuda()) {
@@ -168,9 +197,11 @@ Trainer::Trainer(TrainOptions opts, const std::string& resume_from) : opts_(std:
   model_->to(device_);
   if (device_.is_cuda()) model_->to_channels_last();
 
-  // Save directory.
-  if (resume_from_.empty()) opts_.save_dir = increment_path((fs::path(opts_.project) / opts_.name).string(), opts_.exist_ok);
-  fs::create_directories(fs::path(opts_.save_dir) / "weights");
+  // Save directory: rank 0 names and creates it.
+  if (resume_from_.empty() && rank == 0)
+    opts_.save_dir = increment_path((fs::path(opts_.project) / opts_.name).string(), opts_.exist_ok);
+  if (group_) group_->broadcast(opts_.save_dir, 0);
+  if (rank == 0) fs::create_directories(fs::path(opts_.save_dir) / "weights");
 
   // Optimizer: nominal batch 64 via gradient accumulation, decay scaled to match.
   accumulate_ = std::max(static_cast<int>(std::nearbyint(static_cast<double>(nbs_) / opts_.batch_size)), 1);
@@ -208,9 +239,18 @@ Trainer::Trainer(TrainOptions opts, const std::string& resume_from) : opts_(std:
   dso.threads = cores;
   dso.cache = parse_cache_mode(opts_.cache);
   dso.split_name = "train";
+  if (group_) {
+    // Each rank caches its share; all drop the images any rank failed to decode.
+    dso.share_rank = rank;
+    dso.share_world = world;
+    dso.processes_per_host = group_->local_size();
+    dso.agree_failed = [this](const std::vector<size_t>& failed, size_t n) { return group_->union_of(failed, n); };
+  }
   train_ds_ = std::make_unique<Dataset>(data_.train, data_.nc(), dso);
   LoaderOptions lo;
-  lo.batch_size = opts_.batch_size;
+  lo.batch_size = opts_.batch_size / world;
+  lo.rank = rank;
+  lo.world_size = world;
   lo.img_size = opts_.img_size;
   lo.workers = workers;
   lo.augment = true;
@@ -223,14 +263,36 @@ Trainer::Trainer(TrainOptions opts, const std::string& resume_from) : opts_(std:
   if (opts_.noval) dso.cache = CacheMode::none;  // train.py: cache=None if noval
   val_ds_ = std::make_unique<Dataset>(data_.val, data_.nc(), dso);
   LoaderOptions vo = lo;
-  vo.batch_size = opts_.batch_size * 2;
+  vo.batch_size = opts_.batch_size / world * 2;
   vo.augment = false;
   vo.shuffle = false;
+  vo.pad_shards = false;
   val_loader_ = std::make_unique<BatchLoader>(*val_ds_, vo);
   check_anchors();
 
-  std::ofstream(fs::path(opts_.save_dir) / "hyp.yaml") << hyp_to_yaml(hyp_);
-  std::ofstream(fs::path(opts_.save_dir) / "opt.yaml") << options_to_yaml(opts_);
+  if (group_) {
+    ddp::DataParallelOptions dpo;
+    dpo.sync_bn = opts_.sync_bn;
+    dpo.bucket_mb = opts_.bucket_mb;
+    dpo.trace_path = opts_.ddp_trace;
+    dp_ = std::make_unique<ddp::DataParallel>(group_, model_, dpo);
+    // After AutoAnchor: every rank starts from rank 0's state (anchors included).
+    std::vector<torch::Tensor> state = model_->parameters(true);
+    for (auto& t : model_->buffers(true)) state.push_back(t);
+    for (auto& t : ema_->model()->parameters(true)) state.push_back(t);
+    for (auto& t : ema_->model()->buffers(true)) state.push_back(t);
+    for (auto& g : optimizer_->momentum_buffers()) state.insert(state.end(), g.begin(), g.end());
+    dp_->broadcast_from_primary(state);
+  } else if (opts_.sync_bn) {
+    // One process: the same arithmetic as the data-parallel runs it is the reference for.
+    model_->set_batch_norm_forward(ddp::sync_batch_norm(nullptr));
+    log_info("--sync-bn in a single process: BatchNorm through the synchronised code path, without communication");
+  }
+
+  if (rank == 0) {
+    std::ofstream(fs::path(opts_.save_dir) / "hyp.yaml") << hyp_to_yaml(hyp_);
+    std::ofstream(fs::path(opts_.save_dir) / "opt.yaml") << options_to_yaml(opts_);
+  }
   log_info("{} on {}{}", model_->summary_line(), device_name(device_), amp_ ? ", mixed precision (fp16 autocast)" : "");
   log_info("Image sizes {} train, {} val; {} dataloader workers; nominal batch {} (accumulate {})", opts_.img_size,
            opts_.img_size, workers, nbs_, accumulate_);
@@ -301,12 +363,14 @@ void Trainer::warmup(int64_t ni, int epoch) {
 }
 
 void Trainer::step() {
-  // Gradients are complete here. Single process: nothing to exchange.
+  // Gradients are complete here (data-parallel: once summed over the ranks).
   if (on_gradients_ready) on_gradients_ready(params_);
+  if (dp_) dp_->reduce_gradients();
   scaler_->unscale(params_);
   auto norm = clip_grad_norm(params_, 10.0);
   // With AMP the scaler's inf/NaN flag decides; without it, the gradient norm.
-  const bool ok = amp_ ? scaler_->step_ok() : std::isfinite(norm.item<double>());
+  bool ok = amp_ ? scaler_->step_ok() : std::isfinite(norm.item<double>());
+  if (dp_) ok = dp_->agree_step(ok, scaler_.get());
   if (ok) {
     optimizer_->step();
   } else {
@@ -315,8 +379,10 @@ void Trainer::step() {
   }
   scaler_->update();
   optimizer_->zero_grad();
+  if (dp_) dp_->sync_buffers(model_);
   ema_->update(model_);
   ++optimizer_steps_;
+  if (dp_) dp_->end_step(model_, ema_->model(), optimizer_steps_);
 }
 
 EpochResult Trainer::train_epoch(int epoch) {
@@ -331,7 +397,7 @@ EpochResult Trainer::train_epoch(int epoch) {
   const double nw = warmup_iterations();
   const int total = opts_.max_batches > 0 ? std::min(nb, opts_.max_batches) : nb;
   auto mloss = torch::zeros({3}, torch::TensorOptions().device(device_));
-  const bool tty = stderr_is_tty();
+  const bool tty = stderr_is_tty() && log_is_primary();
   log_line(fmt::format("\n{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}", "Epoch", "GPU_mem", "box_loss", "obj_loss",
                        "cls_loss", "Instances", "Size"));
   // Release what earlier phases cached (autotuning workspaces, validation
@@ -369,20 +435,24 @@ EpochResult Trainer::train_epoch(int epoch) {
     imgs = (amp_ ? imgs.to(torch::kHalf) : imgs.to(torch::kFloat)).div_(255.0);
     if (!device_.is_cuda()) imgs = imgs.contiguous();
     if (ni <= nw) warmup(ni, epoch);
+    const bool stepping = ni - last_opt_step_ >= accumulate_;
+    if (dp_) dp_->begin_micro_batch(*loss_, batch.targets, imgs.size(0), imgs.size(2), imgs.size(3), stepping);
 
     std::vector<torch::Tensor> preds;
     {
       AutocastGuard autocast(amp_);
       preds = model_->forward(imgs);
     }
-    auto loss = (*loss_)(preds, batch.targets);
+    auto loss = (*loss_)(preds, batch.targets, dp_ ? &dp_->loss_normalizer() : nullptr);
+    if (dp_) dp_->share_loss_items(loss.items);
     scaler_->scale(loss.total).backward();
-    if (ni - last_opt_step_ >= accumulate_) {
+    const auto items = dp_ ? dp_->loss_items() : loss.items;
+    if (stepping) {
       step();
       last_opt_step_ = ni;
     }
-    mloss = (mloss * i + loss.items) / (i + 1);
-    r.train_images += batch.images.size(0);
+    mloss = (mloss * i + items.to(mloss.device())) / (i + 1);
+    r.train_images += batch.images.size(0) * (dp_ ? dp_->world() : 1);
 
     const auto now = std::chrono::steady_clock::now();
     if (tty) {
@@ -398,6 +468,7 @@ EpochResult Trainer::train_epoch(int epoch) {
     }
   }
   cuda_synchronize(device_);
+  if (dp_) dp_->end_epoch(model_, epoch);
   r.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   print(true);
   auto ml = mloss.to(torch::kCPU);
@@ -442,6 +513,9 @@ void Trainer::write_results(const EpochResult& r) {
 }
 
 void Trainer::save(const std::string& path, int epoch) {
+  // Fault injection for the data-parallel tests: a slow disk under rank 0.
+  if (const char* delay = std::getenv("YOLO_TEST_SAVE_DELAY_MS"))
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(delay)));
   CheckpointMeta meta;
   meta.epoch = epoch;
   meta.best_fitness = best_fitness_;
@@ -463,6 +537,11 @@ std::vector<EpochResult> Trainer::run() {
   ValOptions vopt;
   vopt.amp = amp_;
   vopt.names = data_.names;
+  if (dp_)
+    vopt.combine_shards = [this, max_det = vopt.nms.max_det](DetectionStats& stats, torch::Tensor& loss_sum, int& batches) {
+      dp_->combine_validation(stats, loss_sum, batches, *val_ds_, max_det);
+    };
+  const bool primary = !group_ || group_->primary();
   for (int epoch = start_epoch_; epoch < opts_.epochs; ++epoch) {
     EpochResult r = train_epoch(epoch);
     const bool final_epoch = epoch + 1 == opts_.epochs;
@@ -472,8 +551,8 @@ std::vector<EpochResult> Trainer::run() {
     }
     r.fitness = fitness(r.val.map50, r.val.map);
     if (r.fitness > best_fitness_) best_fitness_ = r.fitness;
-    write_results(r);
-    if (!opts_.nosave || final_epoch) {
+    if (primary) write_results(r);
+    if (primary && (!opts_.nosave || final_epoch)) {
       save((wdir / "last.pt").string(), epoch);
       // train.py's rule: best.pt whenever this epoch's fitness equals the best
       // so far, ties included (so epoch 0 always writes one, --noval too).
@@ -481,6 +560,7 @@ std::vector<EpochResult> Trainer::run() {
     }
     results.push_back(r);
   }
+  if (dp_) dp_->barrier();  // every rank ends after rank 0's last checkpoint
   const double hours = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 3600;
   log_info("\n{} epochs completed in {:.3f} hours.", opts_.epochs - start_epoch_, hours);
   log_info("Results saved to {}", opts_.save_dir);

@@ -23,6 +23,11 @@
 
 namespace yolo {
 
+namespace ddp {
+class ProcessGroup;
+class DataParallel;
+}  // namespace ddp
+
 struct TrainOptions {
   std::string cfg;      // empty: the --weights checkpoint's model, else yolov5s.yaml
   std::string weights;  // pretrained weights: a checkpoint or a PyTorch state_dict (train/weights.h)
@@ -45,6 +50,11 @@ struct TrainOptions {
   std::string cache = "none";  // ram, disk or none (train.py's --cache)
   int max_batches = 0;   // >0: stop each epoch after this many batches (smoke tests)
   std::string save_dir;  // set when the run starts (or from the checkpoint on resume)
+  // Data parallelism (see docs/trainer.md): batch_size is the global batch.
+  bool sync_bn = false;      // synchronised BatchNorm
+  double bucket_mb = 25;     // gradient bucket size; 0: one allreduce after backward
+  std::string ddp_trace;     // per-rank trace files (tests)
+  int world_size = 1;        // ranks of the run (recorded for --resume)
 };
 
 std::string options_to_yaml(const TrainOptions& o);
@@ -63,8 +73,10 @@ struct EpochResult {
 
 class Trainer {
  public:
-  // resume_from: a last.pt to continue (options then come from it).
-  explicit Trainer(TrainOptions opts, const std::string& resume_from = "");
+  // resume_from: a last.pt to continue (options then come from it). group: the ranks of a
+  // data-parallel job (null: a single process).
+  explicit Trainer(TrainOptions opts, const std::string& resume_from = "",
+                   std::shared_ptr<ddp::ProcessGroup> group = nullptr);
   ~Trainer();
 
   // Trains from start_epoch() to the last epoch; returns every epoch's result.
@@ -118,6 +130,8 @@ class Trainer {
   int start_epoch_ = 0;
   double best_fitness_ = 0.0;
   std::string resume_from_;
+  std::shared_ptr<ddp::ProcessGroup> group_;
+  std::unique_ptr<ddp::DataParallel> dp_;  // set when group_ is
 };
 
 // runs/train/exp, exp2, exp3, ... (or exp itself with exist_ok).
