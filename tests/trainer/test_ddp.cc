@@ -369,3 +369,22 @@ TEST(DdpReducer, BucketZeroIsOneAllreduceAfterBackward) {
   EXPECT_EQ(s.started_during_backward, 0);
   EXPECT_THROW(reducer.finish(), std::logic_error);
 }
+
+TEST(DdpDevice, LocalRankPicksItsEntryOfTheList) {
+  EXPECT_EQ(ddp::rank_device("cpu,cpu", 1, 2), torch::Device(torch::kCPU));
+  EXPECT_EQ(ddp::rank_device("cpu", 3, 4), torch::Device(torch::kCPU));
+  try {
+    ddp::rank_device("cpu,cpu", 2, 3);
+    ADD_FAILURE() << "a list shorter than the local ranks was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("lists 2 devices for 3 ranks on this host (local rank 2 has none)"),
+              std::string::npos)
+        << e.what();
+  }
+  if (!torch::cuda::is_available()) {
+    EXPECT_EQ(ddp::rank_device("", 1, 2), torch::Device(torch::kCPU));
+    EXPECT_THROW(ddp::rank_device("0,1", 1, 2), std::runtime_error);  // names the missing CUDA
+  } else {
+    EXPECT_EQ(ddp::rank_device("", 0, 1), torch::Device(torch::kCUDA, 0));
+  }
+}

@@ -136,7 +136,7 @@ Trainer::Trainer(TrainOptions opts, const std::string& resume_from, std::shared_
     opts_ = options_from_yaml(meta.opt_yaml);
     if (!device.empty()) opts_.device = device;
     opts_.ddp_trace = trace;
-    if (opts_.world_size != world)
+    if (opts_.world_size != world && rank == 0)
       log_warn("{} was written by {} rank(s), this run has {}: the global batch stays {}, each rank now loads {}{}",
                resume_from_, opts_.world_size, world, opts_.batch_size, opts_.batch_size / std::max(1, world),
                opts_.sync_bn ? "" : " (BatchNorm statistics now come from that many images per rank)");
