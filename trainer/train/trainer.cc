@@ -506,7 +506,10 @@ void Trainer::write_results(const EpochResult& r) {
   out << line;
   out.close();
   try {
-    plot_results_csv(csv.string(), (fs::path(opts_.save_dir) / "results.png").string());
+    // Written beside, then renamed: a reader (or a killed run) never sees half a file.
+    const fs::path png = fs::path(opts_.save_dir) / "results.png", tmp = fs::path(opts_.save_dir) / "results.tmp.png";
+    plot_results_csv(csv.string(), tmp.string());
+    fs::rename(tmp, png);
   } catch (const std::exception& e) {
     log_warn("results.png not written: {}", e.what());
   }
