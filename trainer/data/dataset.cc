@@ -184,9 +184,11 @@ Dataset::Dataset(const std::vector<std::string>& sources, int nc, const DatasetO
     size_t j = 0;
     for (size_t i = 0; i < keep.size(); ++i) {
       if (!keep[i]) continue;
-      labels_[j] = std::move(labels_[i]);
-      native_[j] = native_[i];
-      paths_[j] = std::move(paths_[i]);
+      if (i != j) {  // moving an entry onto itself would empty it
+        labels_[j] = std::move(labels_[i]);
+        native_[j] = native_[i];
+        paths_[j] = std::move(paths_[i]);
+      }
       ++j;
     }
     labels_.resize(j), native_.resize(j), paths_.resize(j);
