@@ -111,14 +111,17 @@ TEST(GpuDirect, DmaBufRegistrationCarriesDeviceBuffers) {
   EXPECT_EQ(p.info(0).mr_cache().stats().misses, before.misses);
 }
 
-TEST(GpuDirect, StagingCarriesDeviceBuffersWithoutIt) {
+TEST(GpuDirect, WithoutItDeviceBuffersAreLeftToTheEngine) {
   REQUIRE_CUDA(cuda);
   Options o = ringlink::testing::soft_verbs_options();
   o.ib_gpudirect = false;  // RINGLINK_IB_GPUDIRECT=off
   Pair p(o);
   EXPECT_EQ(p.info(0).gpudirect_mode(), GpuDirectMode::Staging);
-  EXPECT_FALSE(p.t[0]->supports(MemoryKind::Cuda)) << "the engine stages; the transport copes anyway";
-  for (size_t n : kSizes) exchange_all(*cuda, p, n);
+  EXPECT_FALSE(p.t[0]->supports(MemoryKind::Cuda)) << "the engine's staging layer carries device buffers";
+  DeviceBuffer d(*cuda, 4096);
+  EXPECT_THROW(p.t[0]->register_memory(d.get(), 4096, MemoryKind::Cuda), InvalidArgumentError);
+  EXPECT_THROW(p.c[0]->isend(d.get(), 4096, nullptr, 1), InvalidArgumentError);
+  EXPECT_THROW(p.c[1]->irecv(d.get(), 4096, nullptr, 1), InvalidArgumentError);
 }
 
 TEST(GpuDirect, RegisteringDeviceMemoryNeedsADriver) {

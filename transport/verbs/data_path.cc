@@ -52,7 +52,7 @@ void Link::resolve(Tag tag) {
         cts_by_tag_.erase(cit);
         cit = cts_by_tag_.end();
       }
-    } else if (op->bytes <= wire::kEagerBytes && op->kind == MemoryKind::Host && !op->device_buf) {
+    } else if (op->bytes <= wire::kEagerBytes && op->kind == MemoryKind::Host) {
       if (!post_eager(op)) break;  // no credit (or no room) yet
     } else {
       break;  // waits for its clear-to-send
@@ -360,15 +360,7 @@ void Link::on_imm(uint32_t imm) {
     finish(op);
   } else {
     op->result_bytes = size;
-    if (op->device_buf && size > 0) {
-      const cuda::CudaDriver& cuda = *t_.gdr().cuda;
-      cuda::make_pointer_context_current(cuda, op->device_buf);
-      cuda::CUresult r = cuda.memcpy_htod(reinterpret_cast<cuda::CUdeviceptr>(op->device_buf), op->buf, size);
-      if (r != cuda::kCudaSuccess)
-        op->failed = Failure{ErrorKind::Transport, fmt::format("copying {} staged bytes to the GPU failed: {}", size,
-                                                               cuda::cuda_error_text(cuda, r))};
-      finish(op);
-    } else if (op->kind == MemoryKind::Cuda && size > 0 && t_.gdr().flush_needed(op->buf)) {
+    if (op->kind == MemoryKind::Cuda && size > 0 && t_.gdr().flush_needed(op->buf)) {
       t_.flush(shared_from_this(), op);
     } else {
       finish(op);

@@ -133,10 +133,10 @@ void Link::on_eager(uint32_t index, uint32_t bytes) {
 void Link::deliver_eager(const std::shared_ptr<Op>& op, const std::byte* data, uint64_t size) {
   if (size > op->bytes) {
     op->failed = too_long(peer_, *op, size);
-  } else if (size > 0 && (op->device_buf || op->kind == MemoryKind::Cuda)) {
-    // Into device memory (staged or not): a driver copy, not memcpy.
+  } else if (size > 0 && op->kind == MemoryKind::Cuda) {
+    // Into device memory: a driver copy, not memcpy.
     const cuda::CudaDriver& cuda = *t_.gdr().cuda;
-    void* dst = op->device_buf ? op->device_buf : op->buf;
+    void* dst = op->buf;
     cuda::make_pointer_context_current(cuda, dst);
     cuda::CUresult r = cuda.memcpy_htod(reinterpret_cast<cuda::CUdeviceptr>(dst), data, size);
     if (r != cuda::kCudaSuccess)

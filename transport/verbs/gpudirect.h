@@ -3,7 +3,8 @@
 //            rdma-core >= 34, a CUDA 11.7+ driver and kernel support; probed with fd -1);
 //   peer memory  plain ibv_reg_mr on the device address, where nvidia_peermem (or the older
 //            nv_peer_mem) is loaded;
-//   staging  neither: CUDA buffers are copied through registered host buffers.
+//   staging  neither: the transport reports no device-memory support and refuses CUDA buffers;
+//            the engine's staging layer (src/comm/device_staging.h) sends host slots instead.
 // Options::ib_gpudirect = false (RINGLINK_IB_GPUDIRECT=off) forces staging. After data lands in
 // GPU memory, GPUs before compute capability 9.0 need a flush (gpudirect_flush.h) before a kernel
 // may read it; Options::ib_gdr_flush (RINGLINK_IB_GDR_FLUSH=0/1) overrides the choice.

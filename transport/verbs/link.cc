@@ -126,26 +126,15 @@ std::shared_ptr<Registration> Link::registration(std::byte* buf, size_t bytes, M
     kind = MemoryKind::Host;
     if (t_.gdr().cuda && cuda::is_device_pointer(*t_.gdr().cuda, buf)) kind = MemoryKind::Cuda;
   }
-  if (kind == MemoryKind::Cuda && !t_.gdr().direct()) return nullptr;  // staged
+  // Without GPUDirect the transport reports no device-memory support, and the engine's staging
+  // layer sends host slots instead; a device buffer here is a caller error, not a second stager.
+  if (kind == MemoryKind::Cuda && !t_.gdr().direct())
+    throw InvalidArgumentError(rank_, peer_, what,
+                               fmt::format("device memory needs GPUDirect RDMA on this link ({}); the engine stages "
+                                           "device buffers through host memory for it",
+                                           to_string(t_.gdr().mode)));
   if (kind == MemoryKind::Host && defer_host) return nullptr;
   return t_.user_registration(buf, bytes, kind);
-}
-
-// CUDA memory without GPUDirect: the message goes through a registered host buffer.
-void Link::stage(Op& op, void* user_buf, const char* what) {
-  const cuda::CudaDriver& cuda = *t_.gdr().cuda;
-  op.device_buf = user_buf;
-  op.bounce = t_.take_bounce(op.bytes);
-  op.buf = op.bounce->as<std::byte>();
-  op.reg = t_.mr_cache().acquire(op.buf, op.bytes, MemoryKind::Host);
-  if (op.is_send) {
-    cuda::make_pointer_context_current(cuda, user_buf);
-    cuda::CUresult r = cuda.memcpy_dtoh(op.buf, reinterpret_cast<cuda::CUdeviceptr>(user_buf), op.bytes);
-    if (r != cuda::kCudaSuccess)
-      throw TransportError(rank_, peer_, what,
-                           fmt::format("copying {} bytes from the GPU for staging failed: {}", op.bytes,
-                                       cuda::cuda_error_text(cuda, r)));
-  }
 }
 
 std::unique_ptr<Request> Link::isend(const void* buf, size_t bytes, MemoryRegion* mr, Tag tag) {
@@ -157,7 +146,6 @@ std::unique_ptr<Request> Link::isend(const void* buf, size_t bytes, MemoryRegion
   op->bytes = bytes;
   if (bytes > 0 && !failure_) {
     op->reg = registration(op->buf, bytes, mr, op->kind, "send", bytes <= wire::kEagerBytes);
-    if (op->kind == MemoryKind::Cuda && !op->reg) stage(*op, const_cast<void*>(buf), "send");
   }
   op->msn = send_msn_[tag]++;
   send_order_[tag].push_back(op);
@@ -179,7 +167,6 @@ std::unique_ptr<Request> Link::irecv(void* buf, size_t bytes, MemoryRegion* mr, 
   op->bytes = bytes;
   if (bytes > 0 && !failure_) {
     op->reg = registration(op->buf, bytes, mr, op->kind, "recv");
-    if (op->kind == MemoryKind::Cuda && !op->reg) stage(*op, buf, "recv");
   }
   op->msn = recv_msn_[tag]++;
   recv_order_[tag].push_back(op);
@@ -204,7 +191,6 @@ void Link::finish(const std::shared_ptr<Op>& op) {
   log::trace("verbs: {} #{} (tag {}) to/from rank {} finished", op_name(*op), op->serial, op->tag, peer_);
   if (op->done) return;
   op->done = true;
-  if (op->bounce) t_.give_bounce(std::move(op->bounce));
   op->reg.reset();
   settle(*op);
 }

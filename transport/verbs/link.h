@@ -90,7 +90,6 @@ class Link : public std::enable_shared_from_this<Link> {
   void settle(const Op& op);
   std::shared_ptr<Registration> registration(std::byte* buf, size_t bytes, MemoryRegion* mr, MemoryKind& kind,
                                              const char* what, bool defer_host = false);
-  void stage(Op& op, void* user_buf, const char* what);
   [[noreturn]] void throw_failure(const Failure& f, const Op& op) const;
 
   VerbsTransport& t_;

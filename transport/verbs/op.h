@@ -27,13 +27,10 @@ struct Op {
   bool is_send = false;
   uint32_t serial = 0;  // per link and direction
   Tag tag = 0;
-  std::byte* buf = nullptr;  // where the bytes go / come from on the wire (the bounce buffer when staged)
+  std::byte* buf = nullptr;  // where the bytes go / come from on the wire
   size_t bytes = 0;
   MemoryKind kind = MemoryKind::Host;
   std::shared_ptr<Registration> reg;
-  // CUDA memory staged through host memory: the user's device buffer.
-  void* device_buf = nullptr;
-  std::unique_ptr<HostBuffer> bounce;
 
   bool done = false;     // complete, failed or cancelled
   bool visible = false;  // done, and so is every earlier op of the same tag and direction

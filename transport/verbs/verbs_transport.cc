@@ -178,7 +178,11 @@ std::shared_ptr<MemoryRegion> VerbsTransport::register_memory(void* ptr, size_t 
   if (kind == MemoryKind::Cuda) {
     if (gdr_.mode == GpuDirectMode::NoCuda)
       throw InvalidArgumentError(rank_, -1, "register memory", "CUDA memory without a CUDA driver: " + gdr_.reason);
-    if (!gdr_.direct()) return std::make_shared<VerbsRegion>(ptr, bytes, kind, nullptr);  // staged per message
+    if (!gdr_.direct())
+      throw InvalidArgumentError(rank_, -1, "register memory",
+                                 fmt::format("device memory needs GPUDirect RDMA ({}); the engine stages device "
+                                             "buffers through host memory for this transport",
+                                             to_string(gdr_.mode)));
   }
   return std::make_shared<VerbsRegion>(ptr, bytes, kind, bytes ? cache_->acquire(ptr, bytes, kind) : nullptr);
 }
@@ -194,22 +198,6 @@ void VerbsTransport::forget_link(Link* l) {
   for (uint32_t qpn : l->qp_numbers()) qp_links_.erase(qpn);
   hungry_.erase(std::remove(hungry_.begin(), hungry_.end(), l), hungry_.end());
   l->in_hungry_list = false;
-}
-
-std::unique_ptr<HostBuffer> VerbsTransport::take_bounce(size_t bytes) {
-  auto it = bounces_.lower_bound(bytes);
-  if (it != bounces_.end() && it->first <= 2 * bytes + 4096) {
-    auto b = std::move(it->second);
-    bounces_.erase(it);
-    return b;
-  }
-  return std::make_unique<HostBuffer>(bytes);
-}
-
-void VerbsTransport::give_bounce(std::unique_ptr<HostBuffer> b) {
-  if (bounces_.size() >= 64) bounces_.erase(bounces_.begin());
-  size_t size = b->size();
-  bounces_.emplace(size, std::move(b));
 }
 
 void VerbsTransport::flush(const std::shared_ptr<Link>& link, const std::shared_ptr<Op>& op) {

@@ -62,8 +62,6 @@ class VerbsTransport final : public Transport, public VerbsTransportInfo {
   void add_hungry(Link* l);
   void register_qp(uint32_t qpn, Link* l) { qp_links_[qpn] = l; }
   void forget_link(Link* l);
-  std::unique_ptr<HostBuffer> take_bounce(size_t bytes);
-  void give_bounce(std::unique_ptr<HostBuffer> b);
   // Issues the GPUDirect flush for a receive into device memory; the op completes after it.
   void flush(const std::shared_ptr<Link>& link, const std::shared_ptr<Op>& op);
 
@@ -96,7 +94,6 @@ class VerbsTransport final : public Transport, public VerbsTransportInfo {
   std::vector<Link*> hungry_;                                // links with sends waiting for a CTS
   std::optional<Failure> transport_failure_;
 
-  std::multimap<size_t, std::unique_ptr<HostBuffer>> bounces_;
   std::unique_ptr<GpuDirectFlush> flush_;   // made at the first receive that needs one
   std::unique_ptr<AsyncEventReader> async_;
 };
