@@ -30,17 +30,7 @@ def check_names():
     return names
 
 
-# Known engine limitation (issue 11): a rank that receives a shorter message than it posted takes
-# it, so ranks disagreeing on a count do not all fail (seen at 2 ranks: rank 1 returned a wrong
-# result). Not strict: at 3 ranks the algorithm chosen happens to detect it everywhere.
-KNOWN_ENGINE_FAILURES = {
-    "collective_disagreement": "issue 11: ringlink does not yet detect mismatched collectives on every rank",
-}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(c, marks=pytest.mark.xfail(strict=False, reason=KNOWN_ENGINE_FAILURES[c]))
-    if c in KNOWN_ENGINE_FAILURES else c for c in check_names()])
+@pytest.mark.parametrize("name", check_names())
 def test_operation(run, name):
     for rank, res in sorted(run.results.items()):
         outcome = res["checks"].get(name)

@@ -6,7 +6,7 @@ import torch
 
 from ddp_model import flat_parameters, make_model, train
 from launch import launch
-from test_collectives import KNOWN_ENGINE_FAILURES, check_names
+from test_collectives import check_names
 from test_ddp import max_diff
 
 pytestmark = pytest.mark.skipif(not (torch.cuda.is_available() and torch.cuda.device_count() > 0),
@@ -21,9 +21,7 @@ def cuda_run():
     return r
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(c, marks=pytest.mark.xfail(strict=False, reason=KNOWN_ENGINE_FAILURES[c]))
-    if c in KNOWN_ENGINE_FAILURES else c for c in check_names()])
+@pytest.mark.parametrize("name", check_names())
 def test_operation_cuda(cuda_run, name):
     for rank, res in sorted(cuda_run.results.items()):
         outcome = res["checks"].get(name)
