@@ -68,6 +68,10 @@ struct Options {
   std::string ib_verbs_library;  // RINGLINK_IBVERBS_LIB: the libibverbs to load; empty = libibverbs.so.1
   std::string ib_sysfs_root;     // RINGLINK_IB_SYSFS_ROOT: where RDMA devices are listed; empty = /sys/class/infiniband
   std::string soft_verbs_fault;  // RINGLINK_SOFT_VERBS_FAULT: a fault the software verbs inject ("spec[@rank]")
+  // RINGLINK_DEVICE_OPS=standin[:SEED]: "device" memory and its copies and reductions through the
+  // host stand-in (tests of the device pipeline without a GPU); SEED orders its completions.
+  // -1 = the real CUDA device path.
+  int64_t device_standin_seed = -1;
 
   // Reads the environment. Throws InvalidArgumentError naming the variable on a malformed value.
   // Identity fields stay -1 / empty when no launcher variables are present.

@@ -180,6 +180,14 @@ Options Options::from_environment(const EnvLookup& env) {
   if (auto v = get("RINGLINK_IBVERBS_LIB")) o.ib_verbs_library = *v;
   if (auto v = get("RINGLINK_IB_SYSFS_ROOT")) o.ib_sysfs_root = *v;
   if (auto v = get("RINGLINK_SOFT_VERBS_FAULT")) o.soft_verbs_fault = *v;
+  if (auto v = get("RINGLINK_DEVICE_OPS"); v && !v->empty() && *v != "cuda") {
+    if (*v == "standin")
+      o.device_standin_seed = 1;
+    else if (v->rfind("standin:", 0) == 0)
+      o.device_standin_seed = parse_int("RINGLINK_DEVICE_OPS", v->substr(8), 0, int64_t{1} << 32);
+    else
+      bad("RINGLINK_DEVICE_OPS", *v, "cuda, standin or standin:SEED");
+  }
   return o;
 }
 

@@ -138,6 +138,10 @@ TEST(Environment, VerbsAndDiagnosticVariables) {
   EXPECT_EQ(o.ib_verbs_library, "/opt/lib/libibverbs.so.1");
   EXPECT_EQ(o.ib_sysfs_root, "/tmp/sys");
   EXPECT_EQ(o.soft_verbs_fault, "drop-write:3@1");
+  EXPECT_EQ(d.device_standin_seed, -1);
+  EXPECT_EQ(parse({{"RINGLINK_DEVICE_OPS", "cuda"}}).device_standin_seed, -1);
+  EXPECT_EQ(parse({{"RINGLINK_DEVICE_OPS", "standin"}}).device_standin_seed, 1);
+  EXPECT_EQ(parse({{"RINGLINK_DEVICE_OPS", "standin:42"}}).device_standin_seed, 42);
 }
 
 TEST(Environment, MalformedValuesNameTheVariable) {
@@ -153,6 +157,8 @@ TEST(Environment, MalformedValuesNameTheVariable) {
            {"RINGLINK_IB_GPUDIRECT", "maybe"},
            {"RINGLINK_IB_GDR_FLUSH", "2"},
            {"RINGLINK_IB_MR_CACHE", "yes"},
+           {"RINGLINK_DEVICE_OPS", "standin:fast"},
+           {"RINGLINK_DEVICE_OPS", "gpu"},
            {"WORLD_SIZE", "two"}}) {
     std::map<std::string, std::string> env{{name, value}};
     if (name == "WORLD_SIZE") env["RANK"] = "0";
