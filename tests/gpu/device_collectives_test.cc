@@ -14,6 +14,7 @@
 
 #include "comm/device_ops.h"
 #include "common/cuda_driver.h"
+#include "multirank/collective_kind.h"
 #include "multirank/world.h"
 #include "reduce/cuda/reduce.h"
 
@@ -98,18 +99,6 @@ void expect_same_on_every_rank(const std::vector<std::byte>& v, const std::strin
 std::vector<size_t> counts() {
   if (standin()) return {0, 1, 7, 1003, 20011};  // with 4 KiB chunks (the test's environment): many chunks
   return {0, 1, 7, (size_t{1} << 20) + 3};
-}
-
-enum class Coll { AllReduce, ReduceScatter, AllGather, Broadcast, Reduce };
-const char* name(Coll c) {
-  switch (c) {
-    case Coll::AllReduce: return "allreduce";
-    case Coll::ReduceScatter: return "reduce_scatter";
-    case Coll::AllGather: return "allgather";
-    case Coll::Broadcast: return "broadcast";
-    case Coll::Reduce: return "reduce";
-  }
-  return "?";
 }
 
 // Runs `coll` on buffers at send/recv (host or device alike); `count` per rank block where the

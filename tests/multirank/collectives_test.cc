@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "multirank/collective_kind.h"
 #include "multirank/reference.h"
 #include "multirank/world.h"
 
@@ -20,19 +21,6 @@ using namespace ringlink;
 using namespace ringlink::testing;
 
 namespace {
-
-enum class Coll { AllReduce, ReduceScatter, AllGather, Broadcast, Reduce };
-
-const char* name(Coll c) {
-  switch (c) {
-    case Coll::AllReduce: return "allreduce";
-    case Coll::ReduceScatter: return "reduce_scatter";
-    case Coll::AllGather: return "allgather";
-    case Coll::Broadcast: return "broadcast";
-    case Coll::Reduce: return "reduce";
-  }
-  return "?";
-}
 
 bool reduces(Coll c) { return c == Coll::AllReduce || c == Coll::ReduceScatter || c == Coll::Reduce; }
 // Results that every rank holds in full and must hold identically.
