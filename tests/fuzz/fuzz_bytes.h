@@ -2,11 +2,13 @@
 // every input (short ones too) decodes to something.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <span>
+#include <vector>
 
 namespace ringlink::fuzz {
 
@@ -32,6 +34,11 @@ class Bytes {
 // A property the decoder promises failed: a crash libFuzzer reports, with the input.
 inline void require(bool ok) {
   if (!ok) std::abort();
+}
+
+// What an encoder writes back from a decoded value is the very input the decoder accepted.
+inline void require_round_trip(const std::vector<std::byte>& again, std::span<const std::byte> input) {
+  require(again.size() == input.size() && std::equal(again.begin(), again.end(), input.begin()));
 }
 
 }  // namespace ringlink::fuzz

@@ -12,9 +12,10 @@
 
 using namespace ringlink::ucx;
 using ringlink::fuzz::require;
+using ringlink::fuzz::require_round_trip;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);
+  const std::span<const std::byte> bytes = ringlink::fuzz::Bytes(data, size).rest();
   const ParsedEndpoint p = parse_endpoint(bytes);
   if (!p.ok) {
     require(!p.why.empty());
@@ -22,7 +23,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   require(!p.address.empty() && p.address.size() <= kMaxAddressBytes);
   require(p.address.data() >= bytes.data() && p.address.data() + p.address.size() == bytes.data() + size);
-  const std::vector<std::byte> again = encode_endpoint(p.rank, p.peer, p.address);
-  require(again.size() == size && std::equal(again.begin(), again.end(), bytes.begin()));
+  require_round_trip(encode_endpoint(p.rank, p.peer, p.address), bytes);
   return 0;
 }

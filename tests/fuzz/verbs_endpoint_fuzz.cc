@@ -12,9 +12,10 @@
 
 using namespace ringlink::verbs;
 using ringlink::fuzz::require;
+using ringlink::fuzz::require_round_trip;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);
+  const std::span<const std::byte> bytes = ringlink::fuzz::Bytes(data, size).rest();
   const ParsedEndpoint p = parse_endpoint(bytes);
   if (!p.ok) {
     require(!p.why.empty());
@@ -24,7 +25,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   require(e.qpns.size() >= 2 && e.qpns.size() <= kMaxDataQps + 1);
   require(e.fifo_depth >= 1 && e.fifo_depth <= 4096);
   require(e.rank >= 0 && e.peer >= 0 && e.rank != e.peer);
-  const std::vector<std::byte> again = encode_endpoint(e);
-  require(again.size() == size && std::equal(again.begin(), again.end(), bytes.begin()));
+  require_round_trip(encode_endpoint(e), bytes);
   return 0;
 }
