@@ -109,6 +109,8 @@ class Engine : public std::enable_shared_from_this<Engine> {
   // The watcher's failure if it reports one within kWatcherVerdictGrace, else the transport's.
   std::exception_ptr prefer_watcher_verdict(std::exception_ptr transport_error);
   static constexpr milliseconds kWatcherVerdictGrace{300};
+  // Waits up to `at_most` for the watcher to abort the communicator; true once it has.
+  bool await_watcher_verdict(milliseconds at_most);
   void complete(const std::shared_ptr<WorkState>& w, std::exception_ptr error);
   void fail_everything(std::exception_ptr error);
   bool has_work();

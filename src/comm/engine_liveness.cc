@@ -24,6 +24,13 @@ void Engine::watch_silence(WorkState& w, Progress p, Clock::time_point now) {
     raise_silence(*w.op);
 }
 
+bool Engine::await_watcher_verdict(milliseconds at_most) {
+  Deadline until = Deadline::after(at_most);
+  while (!abort_flag_.load(std::memory_order_acquire) && !until.expired())
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  return abort_flag_.load(std::memory_order_acquire);
+}
+
 std::exception_ptr Engine::prefer_watcher_verdict(std::exception_ptr transport_error) {
   // A connection that breaks is often a consequence: the peer exited because a third rank
   // died, or the store is about to report the death with its cause. The watcher's verdict
@@ -36,9 +43,7 @@ std::exception_ptr Engine::prefer_watcher_verdict(std::exception_ptr transport_e
   } catch (...) {
     return transport_error;
   }
-  Deadline grace = Deadline::after(kWatcherVerdictGrace);
-  while (!abort_flag_.load(std::memory_order_acquire) && !grace.expired())
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  await_watcher_verdict(kWatcherVerdictGrace);
   std::lock_guard lk(abort_mu_);
   return abort_error_ ? abort_error_ : transport_error;
 }
@@ -80,22 +85,32 @@ void Engine::raise_silence(Operation& op) {
   };
   path = fmt::format("rank {} waits on rank {}", rank(), peer);
   if (store_) {
+    // What the last finished walk found: a walk cut short by the store keeps that answer.
+    int found = culprit;
+    std::string found_path = path;
+    bool found_cycle = false;
+    auto keep = [&] { found = culprit, found_path = path, found_cycle = cycle; };
     try {
       store_->set(store_keys::owned(rank(), "stalled"), std::to_string(peer));
       auto grace = std::clamp(options_.timeout / 5, milliseconds(200), milliseconds(2000));
       std::this_thread::sleep_for(grace);
-      if (walk()) {
+      bool open = walk();
+      keep();
+      if (open) {
         // The chain ends at a rank that published nothing yet. Its own deadline may merely
         // come later (ranks stop making progress at different moments): give it one more
         // grace, or take the verdict of the rank that waits on the real culprit, then look again.
-        Deadline more = Deadline::after(grace);
-        while (!abort_flag_.load(std::memory_order_acquire) && !more.expired())
-          std::this_thread::sleep_for(std::chrono::milliseconds(5));
-        if (!abort_flag_.load(std::memory_order_acquire)) walk();
+        if (!await_watcher_verdict(grace)) {
+          walk();
+          keep();
+        }
       }
     } catch (const Error&) {
-      culprit = peer;
-      cycle = false;
+      // Once a rank has reported the job's failure the store answers every request with it,
+      // and the watcher is bringing that verdict: wait for it (it is thrown below), as the
+      // other ranks take it, rather than blame this rank's direct peer.
+      culprit = found, path = found_path, cycle = found_cycle;
+      await_watcher_verdict(kWatcherVerdictGrace);
     }
   }
   TimeoutError error =
