@@ -71,7 +71,7 @@ bool ChainPipeline::drain_releases() {
 
 bool ChainPipeline::stage_send(Chain& ch, Chain::PendingSend& s) {
   if (s.staged) return true;
-  if (!dev_->wire_on_device()) {
+  if (staged_wire()) {
     StagingPool& host = dev_->send_slots();
     s.slot = host.acquire();
     if (s.slot < 0) return false;
@@ -95,7 +95,7 @@ bool ChainPipeline::retire_sends(Chain& ch) {
       if (s.posted || !s.device) continue;
       if (!stage_send(ch, s)) break;  // in order: a later chunk never overtakes for a slot
       if (!ops_->done(s.fence)) break;
-      const bool pinned = !dev_->wire_on_device();
+      const bool pinned = staged_wire();
       const std::byte* wire = pinned ? dev_->send_slots().at(s.slot) : s.src;
       MemoryRegion* mr = pinned ? dev_->send_slots().mr() : (s.device_slot >= 0 ? pool_->mr() : nullptr);
       s.req = post_send(*ctx_, s.peer, wire, s.bytes, s.tag, mr);

@@ -12,7 +12,6 @@
 #include "algorithms/ring.h"
 
 #include <algorithm>
-#include <cstring>
 #include <stdexcept>
 
 #include "algorithms/chain_pipeline.h"

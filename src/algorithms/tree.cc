@@ -6,7 +6,6 @@
 #include "algorithms/tree.h"
 
 #include <algorithm>
-#include <cstring>
 #include <stdexcept>
 
 #include "algorithms/chain_pipeline.h"

@@ -126,12 +126,6 @@ std::unique_ptr<Operation> plan_rooted(const Engine& e, const algo::Args& a, boo
   return algo::make_tree_broadcast(a, e.rank(), e.size(), shape, e.chunk_bytes(), e.pipeline_depth());
 }
 
-std::unique_ptr<Operation> plan_barrier(const Engine& e) {
-  if (e.size() == 1) return std::make_unique<LocalCopy>("barrier", nullptr, nullptr, 0);
-  return algo::with_signature(algo::make_barrier(e.rank(), e.size()),
-                              algo::Signature{.kind = algo::CollectiveKind::Barrier}, e.rank(), e.size());
-}
-
 // Device buffers go through the staging layer's chunk pipeline; host buffers as they are. A
 // collective's buffers are all host or all device memory.
 detail::DeviceStaging* staging_for(Engine& e, const char* name, const void* send, const void* recv) {
@@ -162,13 +156,13 @@ std::unique_ptr<Operation> ordered(Engine& e, const algo::Args& a, std::unique_p
 std::unique_ptr<Operation> signed_op(const Engine& e, std::unique_ptr<Operation> schedule, algo::CollectiveKind kind,
                                      size_t count, DataType type, ReduceOp op = ReduceOp::Sum, int root = 0) {
   if (e.size() == 1) return schedule;
-  algo::Signature sig;
-  sig.kind = kind;
-  sig.count = count;
-  sig.type = type;
-  sig.op = op;
-  sig.root = root;
+  const algo::Signature sig{.kind = kind, .count = count, .type = type, .op = op, .root = root};
   return algo::with_signature(std::move(schedule), sig, e.rank(), e.size());
+}
+
+std::unique_ptr<Operation> plan_barrier(const Engine& e) {
+  if (e.size() == 1) return std::make_unique<LocalCopy>("barrier", nullptr, nullptr, 0);
+  return signed_op(e, algo::make_barrier(e.rank(), e.size()), algo::CollectiveKind::Barrier, 0, DataType::Float32);
 }
 
 // ---- Each collective: check its arguments, then plan it.
