@@ -11,6 +11,7 @@
 
 #include "bootstrap/environment.h"
 #include "common/byte_size.h"
+#include "common/socket.h"
 #include "ringlink/error.h"
 #include "ringlink/options.h"
 
@@ -205,7 +206,7 @@ void Options::validate() const {
   if (timeout.count() <= 0) fail("timeout must be positive");
   if (liveness_timeout.count() <= 0) fail("liveness_timeout must be positive");
   // An empty token proves nothing: acceptable only where nobody off this host can connect.
-  bool loopback = master_addr == "localhost" || master_addr.rfind("127.", 0) == 0 || master_addr == "::1";
+  bool loopback = master_addr == "localhost" || net::is_loopback_ipv4(master_addr) || master_addr == "::1";
   if (world_size > 1 && job_token.empty() && (!loopback || local_world_size < world_size))
     fail(fmt::format("the job token is empty but ranks run on several hosts (MASTER_ADDR={}, LOCAL_WORLD_SIZE={} of "
                      "WORLD_SIZE={}): set RINGLINK_JOB_TOKEN to the same secret on every rank",

@@ -1,8 +1,10 @@
 #include "bootstrap/store_protocol.h"
 
 #include <algorithm>
+#include <cstddef>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace ringlink::store_protocol {
 namespace {
@@ -28,6 +30,17 @@ Channel channel(uint8_t v) {
 
 milliseconds heartbeat_period(milliseconds liveness_timeout) {
   return std::clamp(liveness_timeout / 10, milliseconds(10), milliseconds(1000));
+}
+
+std::string list_ranks(const std::vector<int>& ranks) {
+  const size_t shown = std::min<size_t>(ranks.size(), 8);
+  std::string s = fmt::format("{}", fmt::join(ranks.begin(), ranks.begin() + static_cast<std::ptrdiff_t>(shown), ", "));
+  if (ranks.size() > shown) s += fmt::format(" and {} more", ranks.size() - shown);
+  return s;
+}
+
+milliseconds silence_limit(milliseconds liveness_timeout, milliseconds other_side_heartbeat) {
+  return std::max(liveness_timeout, 4 * other_side_heartbeat);
 }
 
 ErrorKind read_error_kind(wire::Reader& r) {

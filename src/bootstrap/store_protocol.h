@@ -31,6 +31,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "bootstrap/wire.h"
 #include "common/clock.h"
@@ -101,6 +102,13 @@ inline constexpr milliseconds kReplyTimeout{2000};
 
 // The heartbeat period for a liveness timeout: a tenth of it, at most a second, at least 10 ms.
 milliseconds heartbeat_period(milliseconds liveness_timeout);
+// How long one side of a watch channel waits before it declares the other unreachable: its
+// own liveness timeout, but at least four of the other side's heartbeat periods.
+milliseconds silence_limit(milliseconds liveness_timeout, milliseconds other_side_heartbeat);
+
+// Ranks as messages list them: "3" / "3, 5" / "3, 5, 6 and 9 more", bounded so a big job's
+// message stays one line.
+std::string list_ranks(const std::vector<int>& ranks);
 
 // The few encodings both sides need, written once (store_protocol.cc).
 wire::Writer reply(Status status);  // a reply's start; the caller appends the result

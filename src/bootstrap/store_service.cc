@@ -6,7 +6,6 @@
 #include <cstddef>
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include "bootstrap/store_auth.h"
 #include "bootstrap/store_keys.h"
@@ -18,14 +17,6 @@ namespace ringlink {
 using namespace store_protocol;
 
 namespace {
-
-std::string list_ranks(const std::vector<int>& ranks) {
-  // "3" / "3, 5" / "3, 5, 6 and 9 more": bounded so a big job's message stays one line.
-  std::vector<int> head(ranks.begin(), ranks.begin() + std::min<std::ptrdiff_t>(std::ssize(ranks), 8));
-  std::string s = fmt::format("{}", fmt::join(head, ", "));
-  if (ranks.size() > head.size()) s += fmt::format(" and {} more", ranks.size() - head.size());
-  return s;
-}
 
 std::string host_of(const std::string& peer) { return peer.substr(0, peer.rfind(':')); }
 
@@ -271,8 +262,7 @@ void StoreService::admit(int id, Clock::time_point now) {
   } else {
     ep.watcher_of_rank[h.rank] = id;
     c.last_heard = now;
-    // Allow the rank four of its own heartbeat periods, whatever this store's timeout says.
-    c.silence_limit = std::max(config_.liveness_timeout, 4 * milliseconds(h.heartbeat_ms));
+    c.silence_limit = store_protocol::silence_limit(config_.liveness_timeout, milliseconds(h.heartbeat_ms));
     c.next_heartbeat = now + heartbeat_period_;
   }
   auto period = static_cast<uint32_t>(heartbeat_period_.count());
@@ -334,6 +324,22 @@ void StoreService::handle_request(int id, Op op, wire::Reader& r, Clock::time_po
   }
 }
 
+std::optional<std::string> StoreService::write_refusal(const Conn& c, const std::string& key, bool add) const {
+  if (key.size() > kMaxKeyBytes) return fmt::format("a key of {} bytes is over the limit of {}", key.size(), kMaxKeyBytes);
+  return store_keys::write_refusal(key, c.hello.rank, add);
+}
+
+bool StoreService::store_value(Epoch& ep, const std::string& key, std::string value) {
+  auto it = ep.kv.find(key);
+  size_t old_bytes = it == ep.kv.end() ? 0 : it->first.size() + it->second.size();
+  size_t new_bytes = key.size() + value.size();
+  if (stored_bytes_ - old_bytes + new_bytes > kMaxStoredBytes) return false;
+  stored_bytes_ = stored_bytes_ - old_bytes + new_bytes;
+  ep.stored_bytes = ep.stored_bytes - old_bytes + new_bytes;
+  ep.kv[key] = std::move(value);
+  return true;
+}
+
 void StoreService::handle_set(int id, wire::Reader& r) {
   const Conn& c = conns_.at(id);
   const uint32_t epoch = c.hello.epoch;
@@ -341,22 +347,13 @@ void StoreService::handle_set(int id, wire::Reader& r) {
   std::string key = r.str();
   std::string value = r.str();
   r.expect_end();
-  if (key.size() > kMaxKeyBytes)
-    return send(id, failed_reply({ErrorKind::InvalidArgument, -1,
-                                  fmt::format("a key of {} bytes is over the limit of {}", key.size(), kMaxKeyBytes)}));
-  if (auto refusal = store_keys::write_refusal(key, c.hello.rank, false)) {
+  if (auto refusal = write_refusal(c, key, false)) {
     log::warn("store: refused a write from rank {} ({}): {}", c.hello.rank, c.name, *refusal);
     return send(id, failed_reply({ErrorKind::InvalidArgument, -1, *refusal}));
   }
-  auto it = ep.kv.find(key);
-  size_t old_bytes = it == ep.kv.end() ? 0 : it->first.size() + it->second.size();
-  size_t new_bytes = key.size() + value.size();
-  if (stored_bytes_ - old_bytes + new_bytes > kMaxStoredBytes)
+  if (!store_value(ep, key, value))
     return send(id, failed_reply({ErrorKind::InvalidArgument, -1,
                                   fmt::format("the store is full ({} bytes stored)", stored_bytes_)}));
-  stored_bytes_ = stored_bytes_ - old_bytes + new_bytes;
-  ep.stored_bytes = ep.stored_bytes - old_bytes + new_bytes;
-  ep.kv[key] = value;
   send(id, reply(Status::Ok).take());
   satisfy_get_waiters(epoch, key, value);
 }
@@ -369,11 +366,9 @@ void StoreService::handle_add(int id, wire::Reader& r) {
   int64_t delta = r.i64();
   r.expect_end();
   auto fail = [&](std::string msg) { send(id, failed_reply({ErrorKind::InvalidArgument, -1, std::move(msg)})); };
-  if (key.size() > kMaxKeyBytes) return fail(fmt::format("a key of {} bytes is over the limit of {}", key.size(), kMaxKeyBytes));
-  if (auto refusal = store_keys::write_refusal(key, c.hello.rank, true)) return fail(*refusal);
+  if (auto refusal = write_refusal(c, key, true)) return fail(*refusal);
   int64_t value = 0;
-  auto it = ep.kv.find(key);
-  if (it != ep.kv.end()) {
+  if (auto it = ep.kv.find(key); it != ep.kv.end()) {
     const std::string& s = it->second;
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
     if (ec != std::errc() || p != s.data() + s.size())
@@ -384,12 +379,7 @@ void StoreService::handle_add(int id, wire::Reader& r) {
     return fail(fmt::format("adding {} to key '{}' (holding {}) overflows a 64-bit integer", delta,
                             store_keys::shown(key), value));
   std::string text = std::to_string(sum);
-  size_t old_bytes = it == ep.kv.end() ? 0 : key.size() + it->second.size();
-  if (stored_bytes_ - old_bytes + key.size() + text.size() > kMaxStoredBytes)
-    return fail(fmt::format("the store is full ({} bytes stored)", stored_bytes_));
-  stored_bytes_ = stored_bytes_ - old_bytes + key.size() + text.size();
-  ep.stored_bytes = ep.stored_bytes - old_bytes + key.size() + text.size();
-  ep.kv[key] = text;
+  if (!store_value(ep, key, text)) return fail(fmt::format("the store is full ({} bytes stored)", stored_bytes_));
   send(id, reply(Status::Ok).i64(sum).take());
   satisfy_get_waiters(epoch, key, text);
 }
@@ -417,37 +407,33 @@ std::string StoreService::roster_reply(const Epoch& ep) const {
 
 // ---- waits ----------------------------------------------------------------------------------
 
-void StoreService::satisfy_join_waiters(uint32_t epoch) {
-  Epoch& ep = epochs_.at(epoch);
-  if (static_cast<int>(ep.joined.size()) != config_.world_size) return;
-  std::string payload = roster_reply(ep);
+void StoreService::answer_waiters(uint32_t epoch, const std::function<bool(const Waiter&)>& match,
+                                  const std::string& payload) {
   std::erase_if(waiters_, [&](const Waiter& w) {
     auto c = conns_.find(w.conn);
-    bool hit = w.kind == Waiter::Kind::Join && c != conns_.end() && c->second.hello.epoch == epoch;
+    bool hit = c != conns_.end() && c->second.hello.epoch == epoch && match(w);
     if (hit) send(w.conn, payload);
     return hit;
   });
 }
 
+void StoreService::satisfy_join_waiters(uint32_t epoch) {
+  Epoch& ep = epochs_.at(epoch);
+  if (static_cast<int>(ep.joined.size()) != config_.world_size) return;
+  answer_waiters(epoch, [](const Waiter& w) { return w.kind == Waiter::Kind::Join; }, roster_reply(ep));
+}
+
 void StoreService::satisfy_get_waiters(uint32_t epoch, const std::string& key, const std::string& value) {
-  std::string payload = reply(Status::Ok).str(value).take();
-  std::erase_if(waiters_, [&](const Waiter& w) {
-    auto c = conns_.find(w.conn);
-    bool hit = w.kind == Waiter::Kind::Get && w.key == key && c != conns_.end() && c->second.hello.epoch == epoch;
-    if (hit) send(w.conn, payload);
-    return hit;
-  });
+  answer_waiters(
+      epoch, [&](const Waiter& w) { return w.kind == Waiter::Kind::Get && w.key == key; },
+      reply(Status::Ok).str(value).take());
 }
 
 void StoreService::satisfy_barrier(uint32_t epoch, const std::string& name) {
   if (static_cast<int>(epochs_.at(epoch).barriers[name].size()) != config_.world_size) return;
-  std::string payload = reply(Status::Ok).take();
-  std::erase_if(waiters_, [&](const Waiter& w) {
-    auto c = conns_.find(w.conn);
-    bool hit = w.kind == Waiter::Kind::Barrier && w.key == name && c != conns_.end() && c->second.hello.epoch == epoch;
-    if (hit) send(w.conn, payload);
-    return hit;
-  });
+  answer_waiters(
+      epoch, [&](const Waiter& w) { return w.kind == Waiter::Kind::Barrier && w.key == name; },
+      reply(Status::Ok).take());
 }
 
 std::vector<int> StoreService::missing_ranks(const std::set<int>& present) const {
@@ -461,13 +447,7 @@ void StoreService::fail_epoch(uint32_t epoch, const Failure& failure) {
   Epoch& ep = epochs_[epoch];
   bool first = !ep.failure;
   if (first) ep.failure = failure;
-  std::string reply_bytes = failed_reply(*ep.failure);
-  std::erase_if(waiters_, [&](const Waiter& w) {
-    auto c = conns_.find(w.conn);
-    bool hit = c != conns_.end() && c->second.hello.epoch == epoch;
-    if (hit) send(w.conn, reply_bytes);
-    return hit;
-  });
+  answer_waiters(epoch, [](const Waiter&) { return true; }, failed_reply(*ep.failure));
   if (!first) return;  // every rank heard of the first failure; later ones are its consequences
   const Failure& f = *ep.failure;
   std::string event = encode(Pushed{f.kind == ErrorKind::PeerLost ? Event::Lost : Event::Failed, f.kind, f.culprit,

@@ -71,6 +71,10 @@ class StoreService {
   void handle_proof(int id, Conn& c, store_protocol::Op op, wire::Reader& r, Clock::time_point now);
   void admit(int id, Clock::time_point now);
   void handle_request(int id, store_protocol::Op op, wire::Reader& r, Clock::time_point now);
+  // Why the rank on `c` may not write `key` (too long, or not its key); nullopt when it may.
+  std::optional<std::string> write_refusal(const Conn& c, const std::string& key, bool add) const;
+  // Stores `value` under `key`, keeping the byte counts; false (nothing stored) when the store is full.
+  bool store_value(Epoch& ep, const std::string& key, std::string value);
   void handle_set(int id, wire::Reader& r);
   void handle_add(int id, wire::Reader& r);
   void handle_barrier(int id, wire::Reader& r, Clock::time_point now);
@@ -78,6 +82,8 @@ class StoreService {
   void refuse(int id, const store_protocol::Failure& failure);  // reply Failed, then close
   void close_conn(int id, std::string_view why);
   void fail_epoch(uint32_t epoch, const store_protocol::Failure& failure);
+  // Replies `payload` to the epoch's waiters that `match` picks, and forgets them.
+  void answer_waiters(uint32_t epoch, const std::function<bool(const Waiter&)>& match, const std::string& payload);
   void satisfy_join_waiters(uint32_t epoch);
   void satisfy_get_waiters(uint32_t epoch, const std::string& key, const std::string& value);
   void satisfy_barrier(uint32_t epoch, const std::string& name);

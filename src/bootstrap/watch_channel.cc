@@ -19,7 +19,7 @@ WatchChannel::WatchChannel(const StoreIdentity& id, Deadline connect_deadline)
     : id_(id), ping_period_(heartbeat_period(id.liveness_timeout)) {
   OpenedChannel opened = open_store_channel(id_, Channel::Watch, connect_deadline, "watch channel");
   fd_ = std::move(opened.fd);
-  silence_limit_ = std::max(id_.liveness_timeout, 4 * opened.store_heartbeat);
+  silence_limit_ = store_protocol::silence_limit(id_.liveness_timeout, opened.store_heartbeat);
   last_heard_ = Clock::now();
 }
 

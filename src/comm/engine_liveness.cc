@@ -8,9 +8,9 @@
 #include <thread>
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include "bootstrap/store_keys.h"
+#include "bootstrap/store_protocol.h"
 #include "comm/engine.h"
 #include "common/log.h"
 #include "ringlink/error.h"
@@ -56,7 +56,7 @@ void Engine::raise_silence(Operation& op) {
   // waits on; following those reports leads to the rank that reported nothing: the one that is
   // dead, wedged or late. Without the store, name the direct peer.
   int culprit = peer;
-  std::string path;
+  std::string path = fmt::format("rank {} waits on rank {}", rank(), peer);
   bool cycle = false;
   // Follows the published stalls from `peer`; true when the chain ends at a rank that
   // published none (the culprit) rather than in a cycle or an unreadable entry.
@@ -83,7 +83,6 @@ void Engine::raise_silence(Operation& op) {
     }
     return false;
   };
-  path = fmt::format("rank {} waits on rank {}", rank(), peer);
   if (store_) {
     // What the last finished walk found: a walk cut short by the store keeps that answer.
     int found = culprit;
@@ -165,11 +164,9 @@ std::string Engine::store_unreachable_message(Clock::duration silent) const {
     std::vector<int> cut;
     for (int r = 0; r < size(); ++r)
       if (hosts[static_cast<size_t>(r)] == hosts[0]) cut.push_back(r);
-    std::string ranks = fmt::format("{}", fmt::join(cut.begin(), cut.begin() + std::min<size_t>(cut.size(), 8), ", "));
-    if (cut.size() > 8) ranks += fmt::format(" and {} more", cut.size() - 8);
     where = fmt::format("; rank(s) {} on its host {} are unreachable from here (the host is down or the network is "
                         "partitioned)",
-                        ranks, hosts[0]);
+                        store_protocol::list_ranks(cut), hosts[0]);
   } else {
     where = " (rank 0 is frozen, or its host or the network is down)";
   }
