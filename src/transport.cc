@@ -1,5 +1,7 @@
-// Transport selection.
+// Transport selection, and the errors for a peer's unusable endpoint.
 #include "transport.h"
+
+#include <fmt/format.h>
 
 #include "common/log.h"
 #include "ringlink/error.h"
@@ -51,6 +53,23 @@ std::unique_ptr<Transport> create_transport(const TransportSetup& setup) {
     }
   }
   return create_ucx_transport(setup);
+}
+
+void throw_refused_endpoint(int rank, int peer, const char* transport, ErrorKind kind, const std::string& why) {
+  if (kind == ErrorKind::Mismatch)
+    throw MismatchError(rank, peer, "connect",
+                        fmt::format("rank {} published an address this transport cannot use: {} (is "
+                                    "RINGLINK_TRANSPORT the same on every rank, and ringlink the same version?)",
+                                    peer, why));
+  throw TransportError(rank, peer, "connect",
+                       fmt::format("rank {} published a malformed {} endpoint: {}", peer, transport, why));
+}
+
+void require_endpoint_for(int rank, int peer, int from, int to) {
+  if (from != peer || to != rank)
+    throw TransportError(rank, peer, "connect",
+                         fmt::format("the endpoint published as rank {}'s for rank {} says it is rank {}'s for rank {}",
+                                     peer, rank, from, to));
 }
 
 }  // namespace ringlink

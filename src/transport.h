@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "ringlink/error.h"
 #include "ringlink/options.h"
 #include "ringlink/types.h"
 
@@ -114,5 +115,15 @@ struct TransportSetup {
 // Creates the transport that options.transport asks for (Auto: verbs when an active RDMA port
 // exists, else UCX), logging why. Throws TransportError when the requested one is unavailable.
 std::unique_ptr<Transport> create_transport(const TransportSetup& setup);
+
+// For Transport::connect, once the transport's parser has read the endpoint `peer` published:
+// a refused one throws MismatchError when `kind` is Mismatch (another transport or version: the
+// likely cause is configuration), else TransportError for malformed bytes; `transport` names
+// the endpoint's kind ("verbs", "UCX") in the message.
+[[noreturn]] void throw_refused_endpoint(int rank, int peer, const char* transport, ErrorKind kind,
+                                         const std::string& why);
+// A well-formed one must say it is `peer`'s, for `rank` (it was written `from` rank `to` rank):
+// TransportError otherwise.
+void require_endpoint_for(int rank, int peer, int from, int to);
 
 }  // namespace ringlink

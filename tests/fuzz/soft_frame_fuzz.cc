@@ -36,7 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const WireOp op = op_of(h);
     require(direction == Direction::Requests ? op >= WireOp::Write && op <= WireOp::ReadReq
                                              : op >= WireOp::Ack && op <= WireOp::ReadResp);
-    require(h.psn != 0 && h.length <= kMaxFrameLength);
+    require(h.psn != 0 && h.length <= kMaxMessage);
     const bool payload = op == WireOp::Write || op == WireOp::WriteImm || op == WireOp::Send ||
                          op == WireOp::SendImm || op == WireOp::ReadResp;
     if (payload) rest = rest.subspan(std::min<uint64_t>(h.length, rest.size()));

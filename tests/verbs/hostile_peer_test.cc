@@ -1,11 +1,11 @@
-// A hostile peer on the verbs wire, and on the software verbs' own sockets: rank 0 is a real verbs transport over the software verbs;
-// "rank 1" is raw soft-verbs QPs driven by the test, which publishes a well-formed endpoint and
-// then writes what no ringlink sender writes: CTS entries naming a slot out of range, an
-// oversize or wrapping buffer, minted credits; immediates naming a slot past the FIFO, reserved
-// bits, a size larger than the posted receive (in the immediate or the size table). Rank 0 must
-// fail the operation with a TransportError naming rank 1, and write nothing outside its buffer.
-// A soft-verbs context drops a socket that sends half a hello within the hello deadline, and
-// one whose hello is malformed at once.
+// A hostile peer on the verbs wire, and on the software verbs' own sockets: rank 0 is a real
+// verbs transport over the software verbs; "rank 1" is raw soft-verbs QPs driven by the test,
+// which publishes a well-formed endpoint and then writes what no ringlink sender writes: CTS
+// entries naming a slot out of range, an oversize or wrapping buffer, minted credits;
+// immediates naming a slot past the FIFO, reserved bits, a size larger than the posted receive
+// (in the immediate or the size table). Rank 0 must fail the operation with a TransportError
+// naming rank 1, and write nothing outside its buffer. A soft-verbs context drops a socket
+// that sends half a hello at the hello deadline, and one whose hello is malformed at once.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>

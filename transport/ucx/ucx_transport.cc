@@ -224,19 +224,8 @@ class UcxTransport final : public Transport {
     // The peer's bytes reach UCX's address unpacker only inside a well-formed envelope that
     // this rank's peer wrote for it (endpoint_blob.h).
     const ucx::ParsedEndpoint parsed = ucx::parse_endpoint(remote);
-    if (!parsed.ok) {
-      if (parsed.kind == ErrorKind::Mismatch)
-        throw MismatchError(rank_, peer, "connect",
-                            fmt::format("rank {} published an address this transport cannot use: {} (is "
-                                        "RINGLINK_TRANSPORT the same on every rank, and ringlink the same version?)",
-                                        peer, parsed.why));
-      throw TransportError(rank_, peer, "connect",
-                           fmt::format("rank {} published a malformed UCX endpoint: {}", peer, parsed.why));
-    }
-    if (parsed.rank != peer || parsed.peer != rank_)
-      throw TransportError(rank_, peer, "connect",
-                           fmt::format("the endpoint published as rank {}'s for rank {} says it is rank {}'s for rank {}",
-                                       peer, rank_, parsed.rank, parsed.peer));
+    if (!parsed.ok) throw_refused_endpoint(rank_, peer, "UCX", parsed.kind, parsed.why);
+    require_endpoint_for(rank_, peer, parsed.rank, parsed.peer);
     ep.address = reinterpret_cast<const ucp_address_t*>(parsed.address.data());
     // No peer error mode: with it, UCX 1.13 leaves out its shared-memory transports (a 4x loss
     // between local ranks, measured with ringlink-ring-pass). A dead peer is reported by the

@@ -36,19 +36,9 @@ std::vector<std::byte> Link::local_info() const {
 
 void Link::connect(std::span<const std::byte> remote) {
   const ParsedEndpoint parsed = parse_endpoint(remote);
-  if (!parsed.ok) {
-    if (parsed.kind == ErrorKind::Mismatch)
-      throw MismatchError(rank_, peer_, "connect",
-                          fmt::format("rank {} published an address this transport cannot use: {} (is "
-                                      "RINGLINK_TRANSPORT the same on every rank, and ringlink the same version?)",
-                                      peer_, parsed.why));
-    throw TransportError(rank_, peer_, "connect", fmt::format("rank {} published a malformed verbs endpoint: {}", peer_, parsed.why));
-  }
+  if (!parsed.ok) throw_refused_endpoint(rank_, peer_, "verbs", parsed.kind, parsed.why);
   const Endpoint& h = parsed.endpoint;
-  if (h.rank != peer_ || h.peer != rank_)
-    throw TransportError(rank_, peer_, "connect",
-                         fmt::format("the endpoint published as rank {}'s for rank {} says it is rank {}'s for rank {}",
-                                     peer_, rank_, h.rank, h.peer));
+  require_endpoint_for(rank_, peer_, h.rank, h.peer);
   const size_t nqps = h.qpns.size() - 1;
   if (nqps != qps_.size())
     throw MismatchError(rank_, peer_, "connect",

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "transport/verbs/wire.h"
+
 namespace ringlink::verbs {
 namespace {
 
@@ -30,7 +32,6 @@ struct Header {
 static_assert(sizeof(Header) == 80);
 
 constexpr uint32_t kMaxQpn = 0xffffff;     // QP numbers are 24 bits
-constexpr uint32_t kMaxFifoDepth = 4096;   // the immediate names a slot in 12 bits
 constexpr uint32_t kMaxEagerSlots = 4096;
 constexpr uint8_t kMtuLowest = 1, kMtuHighest = 5;  // IBV_MTU_256 .. IBV_MTU_4096
 
@@ -96,13 +97,13 @@ ParsedEndpoint parse_endpoint(std::span<const std::byte> bytes) {
     return malformed(fmt::format("the endpoint is {} bytes; {} data QPs make it {}", bytes.size(), h.nqps, want));
   if (h.rank < 0 || h.peer < 0 || h.rank == h.peer)
     return malformed(fmt::format("the endpoint is from rank {} for rank {}", h.rank, h.peer));
-  if (h.fifo_depth < 1 || h.fifo_depth > kMaxFifoDepth || h.eager_slots < 1 || h.eager_slots > kMaxEagerSlots)
+  if (h.fifo_depth < 1 || h.fifo_depth > wire::kMaxFifoDepth || h.eager_slots < 1 || h.eager_slots > kMaxEagerSlots)
     return malformed(fmt::format("the endpoint has a {}-entry FIFO and {} eager buffers", h.fifo_depth, h.eager_slots));
   if (h.ethernet > 1) return malformed(fmt::format("the endpoint's link layer is {}", h.ethernet));
   if (h.mtu < kMtuLowest || h.mtu > kMtuHighest) return malformed(fmt::format("the endpoint's MTU code is {}", h.mtu));
   if (h.gid_index < -1) return malformed(fmt::format("the endpoint's GID index is {}", h.gid_index));
-  if (!range_fits(h.fifo_addr, uint64_t{h.fifo_depth} * 64) || !range_fits(h.sizes_addr, uint64_t{h.fifo_depth} * 8) ||
-      !range_fits(h.credits_addr, 8))
+  if (!range_fits(h.fifo_addr, uint64_t{h.fifo_depth} * sizeof(wire::CtsEntry)) ||
+      !range_fits(h.sizes_addr, uint64_t{h.fifo_depth} * sizeof(uint64_t)) || !range_fits(h.credits_addr, sizeof(uint64_t)))
     return malformed("the endpoint's control memory wraps around the address space");
 
   ParsedEndpoint p;

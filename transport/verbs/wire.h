@@ -29,7 +29,8 @@
 namespace ringlink::verbs::wire {
 
 inline constexpr uint32_t kFifoDepth = 256;
-static_assert(kFifoDepth <= 4096, "the immediate names the slot in 12 bits");
+inline constexpr uint32_t kMaxFifoDepth = 4096;  // the immediate names the slot in 12 bits
+static_assert(kFifoDepth <= kMaxFifoDepth);
 
 struct alignas(64) CtsEntry {
   uint64_t seq_head;  // written first...

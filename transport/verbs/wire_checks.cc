@@ -22,7 +22,7 @@ std::string check_cts(const CtsEntry& e, uint64_t seq, uint32_t depth, uint64_t 
   if (e.addr + e.size < e.addr)
     return fmt::format("clear-to-send #{} advertises a buffer at {:#x}+{} that wraps around the address space", seq,
                        e.addr, e.size);
-  if (e.tag > kMaxWireTag) return fmt::format("clear-to-send #{} carries tag {:#x}, wider than 40 bits", seq, e.tag);
+  if (e.tag > kMaxWireTag) return fmt::format("clear-to-send #{} carries tag {:#x}, wider than {} bits", seq, e.tag, kTagBits);
   if (std::string why = check_credits(e.eager_released, eager_sent); !why.empty())
     return fmt::format("clear-to-send #{}: {}", seq, why);
   return {};
@@ -79,7 +79,7 @@ std::string check_eager(std::span<const std::byte> message, EagerHeader& out) {
   if (h.size != message.size() - sizeof h)
     return fmt::format("an eager message whose header says {} bytes and which carries {}", h.size,
                        message.size() - sizeof h);
-  if (h.tag > kMaxWireTag) return fmt::format("an eager message with tag {:#x}, wider than 40 bits", h.tag);
+  if (h.tag > kMaxWireTag) return fmt::format("an eager message with tag {:#x}, wider than {} bits", h.tag, kTagBits);
   if (h.reserved != 0) return "an eager message with its reserved header word set";
   out = h;
   return {};

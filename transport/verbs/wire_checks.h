@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 
+#include "transport.h"
 #include "transport/verbs/wire.h"
 
 namespace ringlink::verbs::wire {
@@ -18,8 +19,8 @@ namespace ringlink::verbs::wire {
 // No receive buffer a peer advertises is larger (an HCA maps at most 2^48 bytes of virtual
 // address space), and none wraps around the address space.
 inline constexpr uint64_t kMaxRemoteBytes = uint64_t{1} << 48;
-// Tags the engine composes (src/transport.h: kTagBits).
-inline constexpr uint64_t kMaxWireTag = (uint64_t{1} << 40) - 1;
+// Tags the engine composes: kTagBits wide (src/transport.h).
+inline constexpr uint64_t kMaxWireTag = (uint64_t{1} << kTagBits) - 1;
 
 // CTS entry number `seq` (already whole: both copies of the sequence read `seq`), as read from
 // a FIFO of `depth` slots: it names its own slot, (seq - 1) % depth, advertises a buffer that

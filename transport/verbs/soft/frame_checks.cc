@@ -44,8 +44,8 @@ std::string check_frame(const WireHeader& h, Direction direction) {
   if (h.psn == 0) return "a frame with PSN 0 (PSNs start at 1)";
   if (h.reserved) return "a frame with its reserved field set";
   const bool sized = carries_payload(op) || op == WireOp::ReadReq;
-  if (sized && h.length > kMaxFrameLength)
-    return fmt::format("a frame of {} bytes (a message is at most {})", h.length, kMaxFrameLength);
+  if (sized && h.length > kMaxMessage)
+    return fmt::format("a frame of {} bytes (a message is at most {})", h.length, kMaxMessage);
   if (!sized && h.length) return fmt::format("an {} frame with length {}", op == WireOp::Ack ? "ack" : "nak", h.length);
   if (request && h.status > 7) return fmt::format("a request with RNR retry count {}", h.status);
   if (op == WireOp::Nak && (h.status == IBV_WC_SUCCESS || h.status > IBV_WC_GENERAL_ERR))

@@ -15,8 +15,6 @@
 
 namespace ringlink::verbs::soft {
 
-// A payload or a READ is never larger than one message may be (ibv_port_attr::max_msg_sz).
-inline constexpr uint64_t kMaxFrameLength = uint64_t{1} << 31;
 // An accepted socket has this long to deliver its whole hello, and this many may wait at once.
 inline constexpr int kHelloDeadlineMs = 5000;
 inline constexpr size_t kMaxPendingSockets = 1024;
@@ -33,8 +31,9 @@ std::string parse_hello(std::span<const std::byte> bytes, Hello& out);
 // Which way a frame travels: the responder reads requests, the requester answers.
 enum class Direction { Requests, Answers };
 // A frame header as it arrived: an op that belongs on that stream, a nonzero PSN, no reserved
-// bits, a length within kMaxFrameLength where the op has a payload or asks for bytes and zero
-// where it has neither, a request's RNR retry count at most 7, and a Nak's status an error status.
+// bits, a length within kMaxMessage (wire_format.h) where the op has a payload or asks for
+// bytes and zero where it has neither, a request's RNR retry count at most 7, and a Nak's
+// status an error status.
 std::string check_frame(const WireHeader& h, Direction direction);
 
 }  // namespace ringlink::verbs::soft

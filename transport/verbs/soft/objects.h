@@ -31,13 +31,13 @@ namespace ringlink::verbs::soft {
 
 using Clock = std::chrono::steady_clock;
 
-// Device limits (query_device / query_port report them; the entry points refuse more).
+// Device limits (query_device / query_port report them; the entry points refuse more), with
+// kMaxMessage (wire_format.h), which also bounds a frame.
 inline constexpr uint32_t kMaxInline = 512;
 inline constexpr uint32_t kMaxQpWr = 16384;
 inline constexpr uint32_t kMaxSge = 16;
 inline constexpr int kMaxCqe = 1 << 22;
 inline constexpr uint64_t kMaxMrSize = uint64_t{1} << 40;
-inline constexpr uint64_t kMaxMessage = uint64_t{1} << 31;
 
 struct Context;
 struct Pd;

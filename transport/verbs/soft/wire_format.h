@@ -7,6 +7,10 @@
 
 namespace ringlink::verbs::soft {
 
+// The most bytes one message may have (ibv_port_attr::max_msg_sz): no frame carries or asks
+// for more.
+inline constexpr uint64_t kMaxMessage = uint64_t{1} << 31;
+
 enum class WireOp : uint8_t { Hello = 1, Write, WriteImm, Send, SendImm, ReadReq, Ack, Nak, ReadResp };
 
 // Every message starts with this header; Write, WriteImm, Send, SendImm and ReadResp carry
