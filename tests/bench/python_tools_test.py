@@ -18,6 +18,39 @@ TOOLS_DIR = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else None
 EXIT_SKIP = 77
 
 
+class CompareSummary(unittest.TestCase):
+    """compare-peers' last line names the ratio where ringlink does worst."""
+
+    def setUp(self):
+        from importlib.machinery import SourceFileLoader
+        import importlib.util
+        # Not copied into the build tree: the source tree's copy, beside its benchlib.py.
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "compare-peers")
+        loader = SourceFileLoader("compare_peers", path)
+        spec = importlib.util.spec_from_loader("compare_peers", loader)
+        self.cp = importlib.util.module_from_spec(spec)
+        loader.exec_module(self.cp)
+
+    def doc(self, rows):
+        return {"rows": [{"size": size, "oop": {"busbw": bw, "time_us": t}} for size, bw, t in rows]}
+
+    def test_names_the_weakest_ratio_among_sizes_and_latency(self):
+        class Args:
+            mode, collective, reps = "oop", "allreduce", 1
+        results = {
+            ("ringlink-tcp", 2): [self.doc([(8, 0.001, 10.0), (1 << 20, 2.0, 500.0), (64 << 20, 1.8, 0.0)])],
+            ("mpi-tcp", 2): [self.doc([(8, 0.001, 12.0), (1 << 20, 2.5, 400.0), (64 << 20, 1.0, 0.0)])],
+        }
+        text = self.cp.summarize(results, ["ringlink-tcp", "mpi-tcp"], [8, 1 << 20, 64 << 20], [2], Args, "# h")
+        last = text.splitlines()[-1]
+        self.assertIn("slowest ratio: 0.80x", last)
+        self.assertIn("ringlink-tcp against mpi-tcp, 1M busbw, 2 ranks, out of place", last)
+        self.assertIn("1 of 3 ratios below 1.00x", last)
+
+    def test_says_so_when_nothing_compares(self):
+        self.assertIn("none", self.cp.slowest_ratio_line([]))
+
+
 class Sizes(unittest.TestCase):
     def setUp(self):
         sys.path.insert(0, TOOLS_DIR)
