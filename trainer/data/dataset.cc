@@ -1,16 +1,15 @@
 #include "data/dataset.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
-#include <thread>
 
 #include "util/log.h"
+#include "util/parallel_for.h"
 
 namespace fs = std::filesystem;
 
@@ -136,27 +135,21 @@ Dataset::Dataset(const std::vector<std::string>& sources, int nc, const DatasetO
   std::vector<std::vector<LabelRow>> labels(n);
   std::vector<std::array<int, 2>> native(n);
   std::vector<char> ok(n, 0);
-  std::atomic<size_t> next{0};
   // Labels and image headers (the sizes), as YOLOv5's label cache step.
-  auto work = [&] {
-    for (size_t i; (i = next++) < n;) {
-      std::string err;
-      const std::string lp = label_path_for(files[i]);
-      if (!parse_label_file(lp, nc, &labels[i], &err)) {
-        log_warn("{}: skipping {}: bad label file {}: {}", split, files[i], lp, err);
-        continue;
-      }
-      try {
-        native[i] = read_image_size(files[i]);
-        ok[i] = 1;
-      } catch (const std::exception& e) {
-        log_warn("{}: skipping {}: {}", split, files[i], e.what());
-      }
+  parallel_for(n, opts.threads, [&](size_t i) {
+    std::string err;
+    const std::string lp = label_path_for(files[i]);
+    if (!parse_label_file(lp, nc, &labels[i], &err)) {
+      log_warn("{}: skipping {}: bad label file {}: {}", split, files[i], lp, err);
+      return;
     }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 0; t < std::max(1, opts.threads); ++t) pool.emplace_back(work);
-  for (auto& t : pool) t.join();
+    try {
+      native[i] = read_image_size(files[i]);
+      ok[i] = 1;
+    } catch (const std::exception& e) {
+      log_warn("{}: skipping {}: {}", split, files[i], e.what());
+    }
+  });
   std::vector<std::string> usable;
   for (size_t i = 0; i < n; ++i) {
     if (!ok[i]) continue;

@@ -8,10 +8,10 @@
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
-#include <thread>
 
 #include "data/npy.h"
 #include "util/log.h"
+#include "util/parallel_for.h"
 
 namespace fs = std::filesystem;
 
@@ -20,18 +20,6 @@ namespace yolo {
 namespace {
 
 constexpr double kGB = 1e9;
-
-// Runs fn(i) for i in [0, n) on `threads` threads.
-template <typename Fn>
-void parallel_for(size_t n, int threads, Fn fn) {
-  std::atomic<size_t> next{0};
-  std::vector<std::thread> pool;
-  for (int t = 0; t < std::max(1, threads); ++t)
-    pool.emplace_back([&] {
-      for (size_t i; (i = next++) < n;) fn(i);
-    });
-  for (auto& t : pool) t.join();
-}
 
 bool disk_cache_is_fresh(const std::string& image, const std::string& npy) {
   std::error_code ec;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "util/hsv.h"
+#include "util/parallel_for.h"
 
 namespace fs = std::filesystem;
 
@@ -240,29 +241,24 @@ int main(int argc, char** argv) {
     std::vector<Job> jobs;
     for (int i = 0; i < n_train; ++i) jobs.push_back({"train", i});
     for (int i = 0; i < n_val; ++i) jobs.push_back({"val", i});
-    std::atomic<size_t> next{0};
     std::atomic<bool> failed{false};
     std::string error;
     std::mutex error_mutex;
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t)
-      pool.emplace_back([&] {
-        for (size_t j; (j = next++) < jobs.size() && !failed;) {
-          const auto& job = jobs[j];
-          const std::string stem = fmt::format("{:06d}", job.index);
-          // Distinct streams per split and image.
-          const uint64_t s = seed * 0x9E3779B97F4A7C15ull + (job.split == "val" ? 0x5bd1e995ull << 32 : 0) + job.index;
-          try {
-            make_image(root / "images" / job.split / (stem + ".jpg"), root / "labels" / job.split / (stem + ".txt"),
-                       img_size, s);
-          } catch (const std::exception& e) {
-            std::lock_guard<std::mutex> lock(error_mutex);
-            error = e.what();
-            failed = true;
-          }
-        }
-      });
-    for (auto& t : pool) t.join();
+    yolo::parallel_for(jobs.size(), threads, [&](size_t j) {
+      if (failed) return;
+      const auto& job = jobs[j];
+      const std::string stem = fmt::format("{:06d}", job.index);
+      // Distinct streams per split and image.
+      const uint64_t s = seed * 0x9E3779B97F4A7C15ull + (job.split == "val" ? 0x5bd1e995ull << 32 : 0) + job.index;
+      try {
+        make_image(root / "images" / job.split / (stem + ".jpg"), root / "labels" / job.split / (stem + ".txt"),
+                   img_size, s);
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        error = e.what();
+        failed = true;
+      }
+    });
     if (failed) throw std::runtime_error(error);
 
     auto yaml = fmt::output_file((root / "shapes.yaml").string());
