@@ -11,8 +11,10 @@ namespace {
 
 constexpr int64_t kDetectionFloats = 2 + kNumIou;  // conf, class, true positive at each IoU
 
+// `from` < 0: the ranks' figures together are wrong, not one rank's.
 [[noreturn]] void bad(const ProcessGroup& g, int from, const std::string& what) {
-  throw std::runtime_error(fmt::format("rank {}: validation statistics from rank {}: {}", g.rank(), from, what));
+  const std::string source = from < 0 ? std::string("all ranks") : fmt::format("rank {}", from);
+  throw std::runtime_error(fmt::format("rank {}: validation statistics from {}: {}", g.rank(), source, what));
 }
 
 }  // namespace

@@ -73,16 +73,13 @@ PretrainedWeights read_pretrained_weights(const std::string& path) {
   // TorchScript archives (what this trainer's checkpoints are) carry constants.pkl; torch.save files do not.
   if (!zip->hasRecord("constants.pkl")) return read_state_dict(path, *zip);
   zip.reset();
-  CheckpointReader ckpt(path);
+  CheckpointMeta meta;
+  YoloModel m = load_model_from_checkpoint(path, &meta);
   PretrainedWeights w;
   w.path = path;
   w.is_checkpoint = true;
-  w.cfg_name = ckpt.meta().cfg_name;
-  w.cfg_yaml = ckpt.meta().cfg_yaml;
-  auto cfg = parse_model_config(w.cfg_yaml, w.cfg_name);
-  if (!ckpt.meta().names.empty()) cfg.nc = static_cast<int>(ckpt.meta().names.size());
-  YoloModel m(cfg);
-  ckpt.load_weights(m, "ema");
+  w.cfg_name = meta.cfg_name;
+  w.cfg_yaml = meta.cfg_yaml;
   for (const auto& kv : m->named_parameters(true)) w.tensors.emplace_back(kv.key(), kv.value().detach());
   for (const auto& kv : m->named_buffers(true)) w.tensors.emplace_back(kv.key(), kv.value().detach());
   return w;
