@@ -22,7 +22,9 @@
 
 #include <ringlink/options.h>
 
+#include "helpers/run_launcher.h"
 #include "model/yolo.h"
+#include "scratch_dir.h"
 #include "train/checkpoint.h"
 
 namespace fs = std::filesystem;
@@ -31,11 +33,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::string tool(const char* var) {
-  const char* p = std::getenv(var);
-  if (!p) throw std::runtime_error(std::string(var) + " is not set (run through meson test)");
-  return p;
-}
+using ringlink::testing::tool;
 
 struct Outcome {
   int exit_code = -1;
@@ -108,14 +106,9 @@ Outcome run(const std::vector<std::string>& args, const std::map<std::string, st
 const std::map<std::string, std::string> kLoopbackTcp = {
     {"UCX_TLS", "tcp"}, {"UCX_NET_DEVICES", "lo"}, {"RINGLINK_TRANSPORT", "ucx"}};
 
-fs::path scratch() {
-  static fs::path dir = [] {
-    auto d = fs::temp_directory_path() / ("yolo-ddp-test-" + std::to_string(::getpid()));
-    fs::remove_all(d);
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
+const fs::path& scratch() {
+  static ScratchDir dir("ddp");  // removed at exit
+  return dir.path();
 }
 
 // 80 training images: at --batch-size 4 one epoch is 20 micro-batches and, with the warmup's
@@ -460,8 +453,6 @@ int main(int argc, char** argv) {
   auto* counter = new Counter;
   ::testing::UnitTest::GetInstance()->listeners().Append(counter);
   const int rc = RUN_ALL_TESTS();
-  std::error_code ec;
-  fs::remove_all(scratch(), ec);
   if (rc == 0 && counter->ran == 0 && counter->skipped > 0) return 77;
   return rc;
 }

@@ -6,6 +6,7 @@
 
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "ddp/data_parallel.h"
 #include "ddp/process_group.h"
 #include "ddp/sharded_validation.h"
 #include "model/yolo.h"
@@ -17,18 +18,12 @@ using namespace yolo;
 namespace {
 
 uint64_t hash_stats(const DetectionStats& s) {
-  uint64_t h = 1469598103934665603ull;
-  auto mix = [&](const torch::Tensor& t) {
-    auto c = t.to(torch::kFloat).contiguous();
-    const auto* p = static_cast<const unsigned char*>(c.data_ptr());
-    for (size_t i = 0; i < static_cast<size_t>(c.numel()) * 4; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  };
+  std::vector<torch::Tensor> parts;
   for (size_t k = 0; k < static_cast<size_t>(s.images()); ++k) {
     const auto r = s.record(k);
-    mix(r.tp), mix(r.conf), mix(r.pcls), mix(r.tcls);
-    h = (h ^ static_cast<uint64_t>(r.key)) * 1099511628211ull;
+    parts.insert(parts.end(), {r.tp, r.conf, r.pcls, r.tcls, torch::tensor(r.key, torch::kLong)});
   }
-  return h;
+  return ddp::hash_tensors(parts);
 }
 
 }  // namespace

@@ -17,32 +17,26 @@
 #include "ddp/sampler.h"
 #include "ddp/sync_batch_norm.h"
 #include "loss/compute_loss.h"
+#include "scratch_dir.h"
 
 using namespace yolo;
 namespace fs = std::filesystem;
 
 namespace {
 
-fs::path shapes_root;
-
-// Removes the generated dataset after the last test.
-struct RemoveShapes : ::testing::Environment {
-  void TearDown() override {
-    std::error_code ec;
-    if (!shapes_root.empty()) fs::remove_all(shapes_root, ec);
+// Made once per process and removed at exit.
+const fs::path& shapes_dataset() {
+  static ScratchDir root("ddp-unit-shapes");
+  static bool made = false;
+  if (!made) {
+    const char* tool = std::getenv("MAKE_SHAPES_DATASET");
+    if (!tool) tool = "make-shapes-dataset";
+    const std::string cmd =
+        std::string(tool) + " --out " + root.path().string() + " --train 12 --val 2 --img 96 --seed 5";
+    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("make-shapes-dataset failed: " + cmd);
+    made = true;
   }
-};
-const auto* const kRemoveShapes = ::testing::AddGlobalTestEnvironment(new RemoveShapes);
-
-fs::path shapes_dataset() {
-  fs::path& root = shapes_root;
-  if (!root.empty()) return root;
-  const char* tool = std::getenv("MAKE_SHAPES_DATASET");
-  if (!tool) tool = "make-shapes-dataset";
-  root = fs::temp_directory_path() / ("yolo-ddp-unit-shapes-" + std::to_string(::getpid()));
-  const std::string cmd = std::string(tool) + " --out " + root.string() + " --train 12 --val 2 --img 96 --seed 5";
-  if (std::system(cmd.c_str()) != 0) throw std::runtime_error("make-shapes-dataset failed: " + cmd);
-  return root;
+  return root.path();
 }
 
 int free_port() {
