@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -14,8 +15,11 @@ namespace ringlink {
 enum class TransportKind { Auto, Verbs, Ucx };
 enum class Algorithm { Auto, Ring, Tree };
 enum class LogLevel { Warn = 0, Info = 1, Trace = 2 };
+// The 16-bit format a float32 allreduce or reduce_scatter carries on the wire (reducing in
+// float32 at every hop), or Off: the float32 values themselves.
+enum class WireDtype : uint8_t { Off = 0, BF16 = 1, FP16 = 2 };
 
-// The names RINGLINK_TRANSPORT, RINGLINK_ALGO and RINGLINK_DEBUG take; parse_* return nullopt
+// The names RINGLINK_TRANSPORT, RINGLINK_ALGO, RINGLINK_WIRE_DTYPE and RINGLINK_DEBUG take; parse_* return nullopt
 // for any other (RINGLINK_DEBUG also takes the lower-case names).
 std::string_view to_string(TransportKind k);  // auto, verbs, ucx
 std::optional<TransportKind> parse_transport_kind(std::string_view name);
@@ -23,6 +27,8 @@ std::string_view to_string(Algorithm a);  // auto, ring, tree
 std::optional<Algorithm> parse_algorithm(std::string_view name);
 std::string_view to_string(LogLevel l);  // WARN, INFO, TRACE
 std::optional<LogLevel> parse_log_level(std::string_view name);
+std::string_view to_string(WireDtype w);  // off, bf16, fp16
+std::optional<WireDtype> parse_wire_dtype(std::string_view name);
 
 // Which launcher the rank identity came from.
 enum class Launcher { None, Explicit, Torchrun, OpenMpi, Slurm };
@@ -44,6 +50,10 @@ struct Options {
   TransportKind transport = TransportKind::Auto;       // RINGLINK_TRANSPORT
   Algorithm algorithm = Algorithm::Auto;                // RINGLINK_ALGO
   size_t chunk_bytes = 0;                               // RINGLINK_CHUNK_BYTES; 0 = measured default
+  // RINGLINK_WIRE_DTYPE: float32 allreduce and reduce_scatter over host buffers send bf16 or
+  // fp16 values and reduce in float32 (docs/collectives.md, "Compressed wire formats"). Every
+  // rank must set the same: a difference is a MismatchError.
+  WireDtype wire_dtype = WireDtype::Off;
   // RINGLINK_TIMEOUT_MS: how long a live peer may keep an operation waiting (10 minutes, as
   // PyTorch's NCCL watchdog): late is not dead. A dead or unreachable peer is reported within
   // liveness_timeout instead, whatever this says.

@@ -7,11 +7,19 @@
 
 #include "comm/device_staging.h"
 #include "reduce/reduce.h"
+#include "reduce/wire_format.h"
 
 namespace ringlink::algo {
 
-ChainPipeline::ChainPipeline(DataType type, ReduceOp op, int ranks, detail::DeviceStaging* device)
-    : type_(type), op_(op), ranks_(ranks), dev_(device), ops_(device ? &device->ops() : nullptr) {}
+ChainPipeline::ChainPipeline(DataType type, ReduceOp op, int ranks, detail::DeviceStaging* device, WireDtype wire)
+    : type_(type), op_(op), ranks_(ranks), wire_(wire), dev_(device), ops_(device ? &device->ops() : nullptr) {
+  if (wire_ != WireDtype::Off && (type_ != DataType::Float32 || device))
+    throw std::logic_error("a compressed wire format carries float32 host buffers only");
+}
+
+size_t ChainPipeline::wire_elem_bytes() const {
+  return compressed() ? reduce::wire_elem_bytes(wire_) : size_of(type_);
+}
 
 void ChainPipeline::start(StagingPool& pool, std::vector<size_t> chains, int depth, int slots_per_chain) {
   // Device buffers combine in device slots; the host pool is not used.
@@ -20,6 +28,8 @@ void ChainPipeline::start(StagingPool& pool, std::vector<size_t> chains, int dep
   next_chain_.assign(chains_.size(), 0);
   active_in_group_.assign(chains_.size(), 0);
   const int groups = std::max(1, static_cast<int>(chains_.size()));
+  // A wire format also encodes the chain's first send (caller memory) into a slot.
+  if (compressed()) ++slots_per_chain;
   depth_ = std::max(1, std::min(depth, pool_->available() / (slots_per_chain * groups)));
   total_ = std::accumulate(chains_.begin(), chains_.end(), size_t{0});
 }
@@ -87,8 +97,26 @@ bool ChainPipeline::stage_send(Chain& ch, Chain::PendingSend& s) {
   return true;
 }
 
+bool ChainPipeline::post_encoded_send(Chain::PendingSend& s) {
+  s.slot = pool_->acquire();
+  if (s.slot < 0) return false;
+  auto* wire = reinterpret_cast<uint16_t*>(pool_->at(s.slot));
+  reduce::encode(wire, s.encode_src, s.count, wire_);
+  s.req = post_send(*ctx_, s.peer, wire, bytes(s.count), s.tag, pool_->mr());
+  s.awaiting_slot = false;
+  return true;
+}
+
 bool ChainPipeline::retire_sends(Chain& ch) {
   bool moved = false;
+  if (compressed()) {
+    // In order: a later chunk never overtakes an earlier one for a slot.
+    for (auto& s : ch.sends_) {
+      if (!s.awaiting_slot) continue;
+      if (!post_encoded_send(s)) break;
+      moved = true;
+    }
+  }
   if (device()) {
     drain_releases();
     for (auto& s : ch.sends_) {
@@ -104,7 +132,7 @@ bool ChainPipeline::retire_sends(Chain& ch) {
     }
   }
   while (!ch.sends_.empty() && (!ch.sends_.front().device || ch.sends_.front().posted) &&
-         done(ch.sends_.front().req)) {
+         !ch.sends_.front().awaiting_slot && done(ch.sends_.front().req)) {
     auto& s = ch.sends_.front();
     if (s.device) {
       if (staged_wire()) dev_->send_slots().release(s.slot);
@@ -162,7 +190,11 @@ void ChainPipeline::receive_into(Chain& ch, int peer, Tag tag, std::byte* dst, s
   ch.deferred_[i] = {};
   ch.recvs_[i].reset();
   ++ch.receives_;
-  if (staged_wire() && count > 0) {
+  if (compressed() && count > 0) {
+    // Lands in a slot of wire values, decoded into `dst` on arrival.
+    ch.deferred_[i] = Chain::DeferredReceive{true, peer, tag};
+    post_wire_receive(ch, i);
+  } else if (staged_wire() && count > 0) {
     ch.deferred_[i] = Chain::DeferredReceive{true, peer, tag};
     post_deferred(ch, i);
   } else {
@@ -182,8 +214,36 @@ bool ChainPipeline::post_deferred(Chain& ch, size_t i) {
   return true;
 }
 
+bool ChainPipeline::post_wire_receive(Chain& ch, size_t i) {
+  auto& d = ch.deferred_[i];
+  if (!d.waiting) return true;
+  const int slot = pool_->acquire();
+  if (slot < 0) return false;
+  ch.recvs_[i] = post_recv(*ctx_, d.peer, pool_->at(slot), ch.recv_bytes_[i], d.tag, pool_->mr());
+  ch.wire_slots_[i] = slot;
+  d.waiting = false;
+  return true;
+}
+
+void ChainPipeline::decode_wire_receives(Chain& ch) {
+  for (size_t i = 0; i < ch.receives_; ++i) {
+    const int slot = ch.wire_slots_[i];
+    if (slot < 0) continue;
+    const size_t count = ch.recv_bytes_[i] / wire_elem_bytes();
+    reduce::decode(reinterpret_cast<float*>(ch.landed_[i].data), reinterpret_cast<const uint16_t*>(pool_->at(slot)),
+                   count, wire_);
+    // The schedule forwards or releases the slot: the wire values go on as they came.
+    ch.landed_[i] = ChunkBuffer{pool_->at(slot), slot};
+    ch.wire_slots_[i] = -1;
+  }
+}
+
 bool ChainPipeline::arrived(Chain& ch) {
   for (size_t i = 0; i < ch.receives_; ++i) {
+    if (compressed() && !post_wire_receive(ch, i)) {
+      waiting_on_ = ch.recv_peers_[i];
+      return false;
+    }
     if (staged_wire() && !post_deferred(ch, i)) {
       waiting_on_ = ch.recv_peers_[i];
       return false;
@@ -193,6 +253,7 @@ bool ChainPipeline::arrived(Chain& ch) {
       return false;
     }
   }
+  if (compressed()) decode_wire_receives(ch);
   if (staged_wire()) {
     // Everything is in pinned memory: copy it to the device, in the chain's sequence, and give
     // the pinned slots back once the copies completed.
@@ -220,10 +281,25 @@ void ChainPipeline::combine(std::byte* dst, const std::byte* local, const ChunkB
     current_->fence_ = ops_->combine(dst, local, received.data, count, type_, op_, {current_->fence_});
     return;
   }
+  if (compressed()) {
+    // Slots hold wire values, the caller's memory float32.
+    const auto* mine = reinterpret_cast<const float*>(local);
+    if (dst == received.data)
+      reduce::combine_into_wire(reinterpret_cast<uint16_t*>(dst), mine, count, wire_, op_);
+    else
+      reduce::combine_from_wire(reinterpret_cast<float*>(dst), mine, reinterpret_cast<const uint16_t*>(received.data),
+                                count, wire_, op_);
+    return;
+  }
   reduce::combine(dst, local, received.data, count, type_, op_);
 }
 
 void ChainPipeline::finish_reduction(std::byte* dst, size_t count) const {
+  if (compressed() && count) {
+    reduce::divide(dst, count, type_, op_ == ReduceOp::Avg ? ranks_ : 1);
+    reduce::round_through_wire(reinterpret_cast<float*>(dst), count, wire_);
+    return;
+  }
   if (op_ != ReduceOp::Avg || !count) return;
   if (device()) {
     current_->fence_ = ops_->divide(dst, count, type_, ranks_, {current_->fence_});
@@ -252,12 +328,24 @@ void ChainPipeline::push_device_send(Chain& ch, int peer, Tag tag, const std::by
 
 void ChainPipeline::send(Chain& ch, int peer, Tag tag, ChunkBuffer src, size_t count) {
   if (device()) return push_device_send(ch, peer, tag, src.data, src.slot, count);
+  if (compressed() && src.slot < 0) return send(ch, peer, tag, static_cast<const std::byte*>(src.data), count);
   MemoryRegion* mr = src.slot >= 0 ? pool_->mr() : nullptr;
   ch.sends_.push_back(Chain::PendingSend{post_send(*ctx_, peer, src.data, bytes(count), tag, mr), src.slot});
 }
 
 void ChainPipeline::send(Chain& ch, int peer, Tag tag, const std::byte* caller_memory, size_t count) {
   if (device()) return push_device_send(ch, peer, tag, caller_memory, -1, count);
+  if (compressed() && count > 0) {
+    Chain::PendingSend s;
+    s.peer = peer;
+    s.tag = tag;
+    s.awaiting_slot = true;
+    s.encode_src = reinterpret_cast<const float*>(caller_memory);
+    s.count = count;
+    ch.sends_.push_back(std::move(s));
+    retire_sends(ch);
+    return;
+  }
   ch.sends_.push_back(Chain::PendingSend{post_send(*ctx_, peer, caller_memory, bytes(count), tag), -1});
 }
 

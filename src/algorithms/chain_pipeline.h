@@ -14,6 +14,14 @@
 // slots, a compressed wire format, reducing from a peer's mapped memory) changes those and not
 // the schedules.
 //
+// A compressed wire format (float32 over host buffers, WireDtype BF16 or FP16): every message
+// carries 16-bit values, and every staging slot holds wire values; the caller's buffers hold
+// float32. A send of caller memory encodes it into a slot first (waiting, in order, for one
+// to be free); a receive into caller memory lands in a slot, is decoded into place, and take()
+// hands the slot on, so a forwarded chunk goes on unchanged. combine() decodes, reduces in
+// float32 and, into a slot, encodes again; finish_reduction() rounds the finished result
+// through the wire format, so the rank that finishes a chunk keeps exactly what it sends.
+//
 // Device buffers (a DeviceStaging given): the caller's buffers and the combining slots are device
 // memory, and every byte the schedule asks for moves through device operations, each chain's in
 // sequence (one fence per chain). Without a device-capable transport a received chunk lands in a
@@ -71,6 +79,10 @@ class ChainPipeline {
       size_t bytes = 0;
       int device_slot = -1;  // a device slot src is in, given back after the copy
       detail::Fence fence = 0;
+      // Wire format: caller memory waiting for a slot to be encoded into, then posted.
+      bool awaiting_slot = false;
+      const float* encode_src = nullptr;
+      size_t count = 0;
     };
     // Device buffers: a receive waiting for a pinned slot to be posted into.
     struct DeferredReceive {
@@ -94,7 +106,12 @@ class ChainPipeline {
 
   // What combine() and finish_reduction() compute.
   // `device`: the buffers are device memory, staged through it (null: host memory).
-  ChainPipeline(DataType type, ReduceOp op, int ranks, detail::DeviceStaging* device = nullptr);
+  // `wire`: a compressed wire format (float32 host buffers only; Off for anything else).
+  ChainPipeline(DataType type, ReduceOp op, int ranks, detail::DeviceStaging* device = nullptr,
+                WireDtype wire = WireDtype::Off);
+
+  // Bytes of one element in a message and in a staging slot (a schedule sizes chunks by it).
+  size_t wire_elem_bytes() const;
 
   // Before the first advance: chains[g] chains in group g, at most `depth` active per group,
   // each holding up to `slots_per_chain` staging slots at once (depth shrinks to fit the pool).
@@ -150,7 +167,9 @@ class ChainPipeline {
 
   // dst = local (op) received, element by element; dst may be `local` or the received slot.
   void combine(std::byte* dst, const std::byte* local, const ChunkBuffer& received, size_t count) const;
-  // The chunk's reduction over all ranks is complete in `dst`: avg divides by the rank count.
+  // The chunk's reduction over all ranks is complete in `dst`: avg divides by the rank count;
+  // a wire format rounds it through the format (reduce_scatter too, so it gives what allreduce
+  // gives).
   void finish_reduction(std::byte* dst, size_t count) const;
 
   // Sends `count` elements of `src` to `peer`; a slot src is in goes back once the send is out.
@@ -182,11 +201,16 @@ class ChainPipeline {
   void release_after(StagingPool& pool, int slot, detail::Fence after);
   bool drain_releases();
   static void check_room(const Chain& ch, size_t receives);
-  size_t bytes(size_t count) const { return count * size_of(type_); }
+  size_t bytes(size_t count) const { return count * wire_elem_bytes(); }
+  bool compressed() const { return wire_ != WireDtype::Off; }
+  bool post_wire_receive(Chain& ch, size_t i);
+  void decode_wire_receives(Chain& ch);
+  bool post_encoded_send(Chain::PendingSend& s);
 
   DataType type_;
   ReduceOp op_;
   int ranks_;
+  WireDtype wire_ = WireDtype::Off;
   StagingPool* pool_ = nullptr;
   const detail::OpContext* ctx_ = nullptr;  // during advance()
   std::vector<size_t> chains_;              // per group

@@ -10,6 +10,7 @@
 #include "algorithms/staging_pool.h"
 #include "comm/operation.h"
 #include "ringlink/error.h"
+#include "ringlink/options.h"
 #include "ringlink/types.h"
 #include "transport.h"
 
@@ -29,6 +30,9 @@ struct Args {
   ReduceOp op = ReduceOp::Sum;
   int root = 0;
   detail::DeviceStaging* device = nullptr;
+  // A compressed wire format: set by the planner only where it applies (float32, host buffers,
+  // the ring's reductions); the schedules that honour it say so.
+  WireDtype wire = WireDtype::Off;
   size_t elem() const { return size_of(type); }
 };
 

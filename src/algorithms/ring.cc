@@ -22,7 +22,7 @@ namespace {
 class RingOp final : public detail::Operation {
  public:
   RingOp(RingMode mode, Args args, int rank, int size, size_t chunk_bytes, int depth)
-      : mode_(mode), a_(args), rank_(rank), n_(size), depth_(depth), pipeline_(args.type, args.op, size, args.device) {
+      : mode_(mode), a_(args), rank_(rank), n_(size), depth_(depth), pipeline_(args.type, args.op, size, args.device, args.wire) {
     rs_steps_ = mode != RingMode::AllGather ? n_ - 1 : 0;
     ag_steps_ = mode != RingMode::ReduceScatter ? n_ - 1 : 0;
     steps_ = rs_steps_ + ag_steps_;
@@ -30,7 +30,8 @@ class RingOp final : public detail::Operation {
     total_ = mode == RingMode::AllReduce ? a_.count : a_.count * static_cast<size_t>(n_);
     size_t max_seg = 0;
     for (int i = 0; i < n_; ++i) max_seg = std::max(max_seg, segment(i).size());
-    size_t chunk_elems = std::max<size_t>(1, chunk_bytes / a_.elem());
+    // Chunks are sized by what goes on the wire (a compressed format carries twice the elements).
+    size_t chunk_elems = std::max<size_t>(1, chunk_bytes / pipeline_.wire_elem_bytes());
     chunks_ = std::max<size_t>(1, (max_seg + chunk_elems - 1) / chunk_elems);
     // Every (step, chunk) pair needs its own tag.
     size_t tag_space = size_t{1} << detail::kOpTagBits;

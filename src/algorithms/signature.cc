@@ -16,7 +16,7 @@ struct FormatError : MismatchError {
 };
 
 constexpr uint64_t kMagic = 0x524C5347;  // "RLSG"
-constexpr uint64_t kVersion = 1;
+constexpr uint64_t kVersion = 2;
 
 void put(SignatureWire& w, size_t word, uint64_t v) {
   for (size_t i = 0; i < 8; ++i) w[word * 8 + i] = static_cast<std::byte>(v >> (8 * i));
@@ -204,7 +204,7 @@ SignatureWire encode(const Signature& s) {
           uint64_t{static_cast<uint8_t>(s.type)} << 8 | static_cast<uint8_t>(s.op));
   put(w, 1, s.seq);
   put(w, 2, s.count);
-  put(w, 3, static_cast<uint64_t>(static_cast<int64_t>(s.root)));
+  put(w, 3, uint64_t{static_cast<uint8_t>(s.wire)} << 32 | static_cast<uint32_t>(s.root));
   return w;
 }
 
@@ -215,15 +215,17 @@ std::optional<Signature> decode(std::span<const std::byte> b) {
   const uint64_t kind = w0 >> 16 & 0xff, type = w0 >> 8 & 0xff, op = w0 & 0xff;
   if (kind < 1 || kind > static_cast<uint64_t>(CollectiveKind::Barrier)) return std::nullopt;
   if (type > static_cast<uint64_t>(DataType::Int64) || op > static_cast<uint64_t>(ReduceOp::Avg)) return std::nullopt;
-  const auto root = static_cast<int64_t>(get(b, 3));
-  if (root < INT32_MIN || root > INT32_MAX) return std::nullopt;
+  const uint64_t w3 = get(b, 3);
+  const uint64_t wire = w3 >> 32 & 0xff;
+  if (w3 >> 40 != 0 || wire > static_cast<uint64_t>(WireDtype::FP16)) return std::nullopt;
   Signature s;
   s.kind = static_cast<CollectiveKind>(kind);
   s.type = static_cast<DataType>(type);
   s.op = static_cast<ReduceOp>(op);
   s.seq = get(b, 1);
   s.count = get(b, 2);
-  s.root = static_cast<int32_t>(root);
+  s.root = static_cast<int32_t>(static_cast<uint32_t>(w3));
+  s.wire = static_cast<WireDtype>(wire);
   return s;
 }
 
@@ -232,6 +234,7 @@ std::string describe(const Signature& s) {
   std::string out = fmt::format("{}(count={}, {}", to_string(s.kind), s.count, type_name(s.type));
   if (is_reduction(s.kind)) out += fmt::format(", {}", ringlink::to_string(s.op));
   if (is_rooted(s.kind)) out += fmt::format(", root={}", s.root);
+  if (s.wire != WireDtype::Off) out += fmt::format(", wire={}", ringlink::to_string(s.wire));
   return out + ")";
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "comm/operation.h"
+#include "ringlink/options.h"
 #include "ringlink/types.h"
 
 namespace ringlink::algo {
@@ -27,10 +28,12 @@ struct Signature {
   DataType type = DataType::Float32;
   ReduceOp op = ReduceOp::Sum;  // reductions only
   int32_t root = 0;             // broadcast and reduce only
+  WireDtype wire = WireDtype::Off;  // the compressed wire format the schedule uses, if any
   bool operator==(const Signature&) const = default;
 };
 
-// The wire form: four little-endian 64-bit words, the first a magic and version.
+// The wire form: four little-endian 64-bit words, the first a magic and version; the last
+// holds the root (low 32 bits) and the wire format (the next 8).
 inline constexpr size_t kSignatureBytes = 32;
 using SignatureWire = std::array<std::byte, kSignatureBytes>;
 SignatureWire encode(const Signature& s);

@@ -151,6 +151,11 @@ Options Options::from_environment(const EnvLookup& env) {
     if (b < 256 || b > (1ull << 30)) bad("RINGLINK_CHUNK_BYTES", *v, "between 256 bytes and 1G");
     o.chunk_bytes = b;
   }
+  if (auto v = get("RINGLINK_WIRE_DTYPE")) {
+    auto w = parse_wire_dtype(*v);
+    if (!w) bad("RINGLINK_WIRE_DTYPE", *v, "off, bf16 or fp16");
+    o.wire_dtype = *w;
+  }
   if (get("RINGLINK_TIMEOUT_MS")) o.timeout = std::chrono::milliseconds(int_of("RINGLINK_TIMEOUT_MS", 1, 86400000));
   if (get("RINGLINK_LIVENESS_TIMEOUT_MS"))
     o.liveness_timeout = std::chrono::milliseconds(int_of("RINGLINK_LIVENESS_TIMEOUT_MS", 100, 86400000));

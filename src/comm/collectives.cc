@@ -87,9 +87,23 @@ std::unique_ptr<Operation> local_copy(const char* name, const algo::Args& a, con
   return std::make_unique<LocalCopy>(name, src, dst, bytes);
 }
 
+// The compressed wire format a reduction over the ring carries: the communicator's, for float32
+// over host buffers on more than one rank; nothing for other types (integers stay exact, the
+// 16-bit and float64 types run as they are) and for device buffers (their staging path moves
+// the values as they are).
+WireDtype wire_for(const Engine& e, const algo::Args& a) {
+  if (a.type != DataType::Float32 || a.device || e.size() == 1) return WireDtype::Off;
+  return e.options().wire_dtype;
+}
+
 std::unique_ptr<Operation> plan_allreduce(const Engine& e, const algo::Args& a) {
   const size_t bytes = a.count * a.elem();
   if (e.size() == 1) return local_copy("allreduce", a, a.send, a.recv, bytes);
+  if (a.wire != WireDtype::Off) {
+    // Only the ring carries a compressed format: it rounds each partial sum at most n times.
+    log_choice(e, "allreduce", bytes, [&] { return fmt::format("ring (wire {})", to_string(a.wire)); });
+    return algo::make_ring(algo::RingMode::AllReduce, a, e.rank(), e.size(), e.chunk_bytes(), e.pipeline_depth());
+  }
   // Recursive doubling works in one host slot: device buffers take the chunk pipeline.
   const bool rd_possible = bytes <= e.slot_bytes() && !a.device;
   auto c = algo::choose_allreduce(bytes, e.size(), e.algorithm(), rd_possible, e.cost_model(), e.chunk_bytes());
@@ -154,9 +168,10 @@ std::unique_ptr<Operation> ordered(Engine& e, const algo::Args& a, std::unique_p
 
 // Every collective on more than one rank carries its signature (algorithms/signature.h).
 std::unique_ptr<Operation> signed_op(const Engine& e, std::unique_ptr<Operation> schedule, algo::CollectiveKind kind,
-                                     size_t count, DataType type, ReduceOp op = ReduceOp::Sum, int root = 0) {
+                                     size_t count, DataType type, ReduceOp op = ReduceOp::Sum, int root = 0,
+                                     WireDtype wire = WireDtype::Off) {
   if (e.size() == 1) return schedule;
-  const algo::Signature sig{.kind = kind, .count = count, .type = type, .op = op, .root = root};
+  const algo::Signature sig{.kind = kind, .count = count, .type = type, .op = op, .root = root, .wire = wire};
   return algo::with_signature(std::move(schedule), sig, e.rank(), e.size());
 }
 
@@ -171,16 +186,20 @@ std::unique_ptr<Operation> allreduce_op(Engine& e, const void* send, void* recv,
                                         ReduceOp op, const CudaStream* stream = nullptr) {
   check_buffers(e, "allreduce", send, recv, count, type);
   auto a = args_of(staging_for(e, "allreduce", send, recv), send, recv, count, type, op);
-  return ordered(e, a, signed_op(e, plan_allreduce(e, a), algo::CollectiveKind::Allreduce, count, type, op), stream);
+  a.wire = wire_for(e, a);
+  return ordered(e, a,
+                 signed_op(e, plan_allreduce(e, a), algo::CollectiveKind::Allreduce, count, type, op, 0, a.wire),
+                 stream);
 }
 
 std::unique_ptr<Operation> reduce_scatter_op(Engine& e, const void* send, void* recv, size_t count, DataType type,
                                              ReduceOp op, const CudaStream* stream = nullptr) {
   check_buffers(e, "reduce_scatter", send, recv, count, type);
   auto a = args_of(staging_for(e, "reduce_scatter", send, recv), send, recv, count, type, op);
+  a.wire = wire_for(e, a);
   return ordered(e, a,
                  signed_op(e, plan_ring(e, algo::RingMode::ReduceScatter, "reduce_scatter", a),
-                           algo::CollectiveKind::ReduceScatter, count, type, op),
+                           algo::CollectiveKind::ReduceScatter, count, type, op, 0, a.wire),
                  stream);
 }
 

@@ -92,6 +92,21 @@ std::optional<Algorithm> parse_algorithm(std::string_view s) {
   return std::nullopt;
 }
 
+std::string_view to_string(WireDtype w) {
+  switch (w) {
+    case WireDtype::Off: return "off";
+    case WireDtype::BF16: return "bf16";
+    case WireDtype::FP16: return "fp16";
+  }
+  return "?";
+}
+
+std::optional<WireDtype> parse_wire_dtype(std::string_view s) {
+  for (WireDtype w : {WireDtype::Off, WireDtype::BF16, WireDtype::FP16})
+    if (s == to_string(w)) return w;
+  return std::nullopt;
+}
+
 std::string_view to_string(LogLevel l) {
   switch (l) {
     case LogLevel::Warn: return "WARN";

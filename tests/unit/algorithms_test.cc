@@ -328,6 +328,7 @@ Signature sample_signature() {
   s.type = DataType::BFloat16;
   s.op = ReduceOp::Max;
   s.root = 2;
+  s.wire = WireDtype::FP16;
   return s;
 }
 
@@ -356,6 +357,8 @@ TEST(Signature, EachFieldChangesTheWire) {
   EXPECT_TRUE(differs([](Signature& s) { s.type = DataType::Float16; }));
   EXPECT_TRUE(differs([](Signature& s) { s.op = ReduceOp::Min; }));
   EXPECT_TRUE(differs([](Signature& s) { s.root = 0; }));
+  EXPECT_TRUE(differs([](Signature& s) { s.wire = WireDtype::BF16; }));
+  EXPECT_TRUE(differs([](Signature& s) { s.wire = WireDtype::Off; }));
 }
 
 TEST(Signature, RefusesWhatIsNotASignature) {
@@ -365,7 +368,7 @@ TEST(Signature, RefusesWhatIsNotASignature) {
   bad[7] = std::byte{0};  // magic
   EXPECT_FALSE(decode(bad));
   bad = w;
-  bad[3] = std::byte{2};  // version
+  bad[3] = std::byte{3};  // version
   EXPECT_FALSE(decode(bad));
   bad = w;
   bad[2] = std::byte{0x7f};  // kind out of range
@@ -377,7 +380,10 @@ TEST(Signature, RefusesWhatIsNotASignature) {
   bad[0] = std::byte{0x40};  // op out of range
   EXPECT_FALSE(decode(bad));
   bad = w;
-  bad[28] = std::byte{1};  // root beyond int32
+  bad[28] = std::byte{3};  // wire format out of range
+  EXPECT_FALSE(decode(bad));
+  bad = w;
+  bad[29] = std::byte{1};  // reserved bits
   EXPECT_FALSE(decode(bad));
   SignatureWire zeros{};
   EXPECT_FALSE(decode(zeros));
@@ -387,6 +393,9 @@ TEST(Signature, DescribesTheCallAsWritten) {
   Signature s;
   s.count = 1000;
   EXPECT_EQ(describe(s), "allreduce(count=1000, float32, sum)");
+  s.wire = WireDtype::BF16;
+  EXPECT_EQ(describe(s), "allreduce(count=1000, float32, sum, wire=bf16)");
+  s.wire = WireDtype::Off;
   s.type = DataType::Int32;
   EXPECT_EQ(describe(s), "allreduce(count=1000, int32, sum)");
   s.kind = CollectiveKind::Broadcast;

@@ -123,6 +123,13 @@ TEST(Environment, EngineVariables) {
   EXPECT_EQ(o.job_token, "secret");
 }
 
+TEST(Environment, WireDtype) {
+  EXPECT_EQ(parse({}).wire_dtype, ringlink::WireDtype::Off);
+  EXPECT_EQ(parse({{"RINGLINK_WIRE_DTYPE", "off"}}).wire_dtype, ringlink::WireDtype::Off);
+  EXPECT_EQ(parse({{"RINGLINK_WIRE_DTYPE", "bf16"}}).wire_dtype, ringlink::WireDtype::BF16);
+  EXPECT_EQ(parse({{"RINGLINK_WIRE_DTYPE", "fp16"}}).wire_dtype, ringlink::WireDtype::FP16);
+}
+
 TEST(Environment, VerbsAndDiagnosticVariables) {
   Options d = parse({});
   EXPECT_TRUE(d.ib_gpudirect);
@@ -154,6 +161,8 @@ TEST(Environment, MalformedValuesNameTheVariable) {
            {"RINGLINK_TIMEOUT_MS", "soon"},
            {"RINGLINK_TIMEOUT_MS", "-5"},
            {"RINGLINK_DEBUG", "LOUD"},
+           {"RINGLINK_WIRE_DTYPE", "fp8"},
+           {"RINGLINK_WIRE_DTYPE", "BF16"},
            {"RINGLINK_IB_GPUDIRECT", "maybe"},
            {"RINGLINK_IB_GDR_FLUSH", "2"},
            {"RINGLINK_IB_MR_CACHE", "yes"},
@@ -178,6 +187,7 @@ TEST(Names, ParseTakesWhatToStringPrints) {
     EXPECT_EQ(parse_transport_kind(to_string(k)), k) << to_string(k);
   for (auto a : {Algorithm::Auto, Algorithm::Ring, Algorithm::Tree}) EXPECT_EQ(parse_algorithm(to_string(a)), a);
   for (auto l : {LogLevel::Warn, LogLevel::Info, LogLevel::Trace}) EXPECT_EQ(parse_log_level(to_string(l)), l);
+  for (auto w : {WireDtype::Off, WireDtype::BF16, WireDtype::FP16}) EXPECT_EQ(parse_wire_dtype(to_string(w)), w);
   for (auto t : kAllDataTypes) EXPECT_EQ(parse_data_type(to_string(t)), t) << to_string(t);
   for (auto op : kAllReduceOps) EXPECT_EQ(parse_reduce_op(to_string(op)), op) << to_string(op);
   EXPECT_EQ(parse_log_level("trace"), LogLevel::Trace);
