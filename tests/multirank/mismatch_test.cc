@@ -31,8 +31,11 @@ using Call = std::function<void(Communicator&, Buffers&)>;
 // the pair that found it, before its own check does). With up to 3 ranks every rank checks
 // every other's signature, so the call itself fails; with more, a rank whose neighbours agree
 // with it may hear of the mismatch only by its next call, which must fail with it.
+// `options`, when given, changes each rank's communicator options (options(o, is_odd_rank));
+// otherwise every rank uses the environment's.
+using SetOptions = std::function<void(Options&, bool odd)>;
 void expect_mismatch_everywhere(const Call& normal, const std::string& normal_text, const Call& odd,
-                                const std::string& odd_text) {
+                                const std::string& odd_text, const SetOptions& options = nullptr) {
   const int n = world().size();
   if (n < 2) GTEST_SKIP() << "needs two ranks";
   // A rank still joining when the others found the mismatch hears it while it joins.
@@ -44,7 +47,9 @@ void expect_mismatch_everywhere(const Call& normal, const std::string& normal_te
   std::string what;
   bool raised_by_call = false;
   try {
-    c = std::make_unique<Communicator>();
+    Options o = Options::from_environment();
+    if (options) options(o, me == kOdd);
+    c = std::make_unique<Communicator>(o);
     (me == kOdd ? odd : normal)(*c, b);
   } catch (const MismatchError& e) {
     what = e.what();
@@ -109,6 +114,23 @@ TEST(Mismatch, ReduceRoot) {
       "reduce(count=1000, float32, sum, root=0)",
       [](auto& c, auto& b) { c.reduce(b.f.data(), b.out.data(), 1000, DataType::Float32, ReduceOp::Sum, 1); },
       "reduce(count=1000, float32, sum, root=1)");
+}
+
+// A rank that sets another wire format would combine 16-bit values as float32 (or the reverse):
+// the format is part of the signature, so the call fails everywhere instead.
+TEST(Mismatch, WireFormat) {
+  const Call call = [](auto& c, auto& b) { allreduce(c, b, 1000, DataType::Float32, ReduceOp::Sum); };
+  expect_mismatch_everywhere(call, kAllreduce, call, "allreduce(count=1000, float32, sum, wire=bf16)",
+                             [](Options& o, bool odd) { o.wire_dtype = odd ? WireDtype::BF16 : WireDtype::Off; });
+}
+
+TEST(Mismatch, WireFormatsDiffer) {
+  const Call call = [](auto& c, auto& b) {
+    c.reduce_scatter(b.f.data(), b.out.data(), 500, DataType::Float32, ReduceOp::Avg);
+  };
+  expect_mismatch_everywhere(call, "reduce_scatter(count=500, float32, avg, wire=fp16)", call,
+                             "reduce_scatter(count=500, float32, avg, wire=bf16)",
+                             [](Options& o, bool odd) { o.wire_dtype = odd ? WireDtype::BF16 : WireDtype::FP16; });
 }
 
 TEST(Mismatch, Count) {
