@@ -224,6 +224,9 @@ TEST(Report, CsvAndJsonCarryEveryRow) {
   const std::string json = to_json(info);
   EXPECT_NE(json.find("\"label\": \"a, \\\"b\\\"\""), std::string::npos);
   EXPECT_NE(json.find("\"rows\": ["), std::string::npos);
+  EXPECT_NE(json.find("\"wire\": \"off\""), std::string::npos);
+  info.wire = "bf16";
+  EXPECT_NE(to_json(info).find("\"wire\": \"bf16\""), std::string::npos);
 }
 
 // ---- 16-bit floats and verification -------------------------------------------------------

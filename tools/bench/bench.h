@@ -48,6 +48,9 @@ class Backend {
   virtual std::string library() const = 0;    // e.g. "ringlink 0.1.0", "Open MPI 4.1.4"
   virtual std::string transport() const = 0;  // e.g. "ucx(tcp)", "btl tcp,self"
   virtual std::string algorithm() const = 0;  // e.g. "ring", "library default"
+  // The format reductions of float32 carry on the wire: "off" (the values themselves), or a
+  // compressed one such as "bf16" (sizes and bandwidths still count the float32 bytes).
+  virtual std::string wire_format() const { return "off"; }
 
   // Empty when the library can run this combination; otherwise why not (printed as is).
   virtual std::string unsupported(Collective, DataType, ReduceOp) const { return {}; }

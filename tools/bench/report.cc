@@ -144,6 +144,7 @@ std::string to_json(const RunInfo& info) {
   s += fmt::format("  \"tool\": {},\n  \"library\": {},\n  \"transport\": {},\n  \"algorithm\": {},\n",
                    json_string(info.tool), json_string(info.library), json_string(info.transport),
                    json_string(info.algorithm));
+  s += fmt::format("  \"wire\": {},\n", json_string(info.wire));
   s += fmt::format("  \"label\": {},\n  \"host\": {},\n  \"ranks\": {},\n  \"collective\": \"{}\",\n",
                    json_string(info.label), json_string(info.host), info.ranks, to_string(info.coll));
   s += fmt::format("  \"type\": \"{}\",\n  \"redop\": \"{}\",\n  \"root\": {},\n  \"check\": {},\n", to_string(info.type),

@@ -37,6 +37,7 @@ struct RunInfo {
   std::string library;
   std::string transport;
   std::string algorithm;
+  std::string wire = "off";  // Backend::wire_format()
   std::string label;      // a name for plots and comparisons
   std::string host;
   int ranks = 0;

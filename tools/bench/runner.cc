@@ -351,6 +351,7 @@ RunInfo run_benchmark(Backend& b, const Config& cfg, const std::string& tool) {
   info.library = b.library();
   info.transport = b.transport();
   info.algorithm = b.algorithm();
+  info.wire = b.wire_format();
   info.label = cfg.label.empty() ? fmt::format("{} {}", info.library, info.transport) : cfg.label;
   info.host = hostname();
   info.ranks = b.size();
@@ -376,9 +377,13 @@ RunInfo run_benchmark(Backend& b, const Config& cfg, const std::string& tool) {
       gather_lines(b, fmt::format("#  Rank {:2} Pid {:6} on {:>10}", b.rank(), ::getpid(), info.host));
 
   Runner runner(b, cfg, info);
-  std::string head = fmt::format("# {} {}: {} | transport {} | algorithm {} | {} ranks | host {}\n", tool,
-                                 to_string(cfg.coll), info.library, info.transport, info.algorithm, info.ranks,
-                                 info.host);
+  std::string head = fmt::format("# {} {}: {} | transport {} | algorithm {} | wire {} | {} ranks | host {}\n", tool,
+                                 to_string(cfg.coll), info.library, info.transport, info.algorithm, info.wire,
+                                 info.ranks, info.host);
+  if (info.wire != "off")
+    head += fmt::format("# wire format {}: float32 reductions carry {} values; sizes, algbw and busbw count the "
+                        "float32 bytes\n",
+                        info.wire, info.wire);
   if (cfg.sizes.empty()) {
     head += fmt::format("# minBytes {} maxBytes {} step: {}({}) warmup iters: {} iters: {} validation: {}\n",
                         cfg.min_bytes, cfg.max_bytes,

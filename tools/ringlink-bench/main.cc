@@ -32,6 +32,7 @@ class RinglinkBackend final : public Backend {
   std::string library() const override { return std::string("ringlink ") + RINGLINK_VERSION_STRING; }
   std::string transport() const override { return c_.transport_name(); }
   std::string algorithm() const override { return std::string(to_string(c_.options().algorithm)); }
+  std::string wire_format() const override { return std::string(to_string(c_.options().wire_dtype)); }
 
   const void* run(const CollArgs& a) override {
     switch (a.coll) {
