@@ -55,7 +55,7 @@ double bound(ReduceOp op, int n, WireDtype w, double sum_abs, double exact) {
   const double u = unit_roundoff(w) + 0x1p-24, c = 1.05;
   switch (op) {
     case ReduceOp::Sum: return c * n * (u * sum_abs + subnormal_half_step(w));
-    case ReduceOp::Avg: return c * n * (u * sum_abs + subnormal_half_step(w)) / n;
+    case ReduceOp::Avg: return c * (u * sum_abs + subnormal_half_step(w)) + subnormal_half_step(w);
     case ReduceOp::Prod: return c * n * u * std::fabs(exact);
     case ReduceOp::Min:
     case ReduceOp::Max: return unit_roundoff(w) * std::fabs(exact) + subnormal_half_step(w);
