@@ -294,6 +294,20 @@ void ChainPipeline::combine(std::byte* dst, const std::byte* local, const ChunkB
   reduce::combine(dst, local, received.data, count, type_, op_);
 }
 
+ChunkBuffer ChainPipeline::complete(std::byte* dst, const std::byte* local, ChunkBuffer received, size_t count) {
+  if (compressed() && count > 0) {
+    // One pass: the rounded result goes into the slot for the next rank and, decoded, into dst.
+    reduce::complete_from_wire(reinterpret_cast<float*>(dst), reinterpret_cast<const float*>(local),
+                               reinterpret_cast<uint16_t*>(received.data), count, wire_, op_,
+                               op_ == ReduceOp::Avg ? ranks_ : 1);
+    return received;
+  }
+  combine(dst, local, received, count);
+  release(received);
+  finish_reduction(dst, count);
+  return ChunkBuffer{dst};
+}
+
 void ChainPipeline::finish_reduction(std::byte* dst, size_t count) const {
   if (compressed() && count) {
     reduce::divide(dst, count, type_, op_ == ReduceOp::Avg ? ranks_ : 1);

@@ -167,6 +167,10 @@ class ChainPipeline {
 
   // dst = local (op) received, element by element; dst may be `local` or the received slot.
   void combine(std::byte* dst, const std::byte* local, const ChunkBuffer& received, size_t count) const;
+  // The last contribution to a chunk: dst = local (op) received, then finish_reduction(dst).
+  // `received` is the pipeline's again; returns what to send on: `dst`, or, with a wire format,
+  // received's slot, now holding the finished chunk's wire values (whose decoding is in dst).
+  ChunkBuffer complete(std::byte* dst, const std::byte* local, ChunkBuffer received, size_t count);
   // The chunk's reduction over all ranks is complete in `dst`: avg divides by the rank count;
   // a wire format rounds it through the format (reduce_scatter too, so it gives what allreduce
   // gives).

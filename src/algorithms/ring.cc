@@ -124,10 +124,7 @@ class RingOp final : public detail::Operation {
       pipeline_.combine(got.data, input(r), got, r.size());
     } else if (reduce_step) {
       // Last reduce-scatter step: this rank's own segment, complete.
-      forward = ChunkBuffer{output(seg, r)};
-      pipeline_.combine(forward.data, input(r), got, r.size());
-      pipeline_.release(got);
-      pipeline_.finish_reduction(forward.data, r.size());
+      forward = pipeline_.complete(output(seg, r), input(r), got, r.size());
     }
     if (k + 1 < steps_) {
       pipeline_.send(ch, next(), tag(k + 1, c), forward, r.size());

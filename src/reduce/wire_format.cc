@@ -81,6 +81,19 @@ void combine_into_wire(uint16_t* wire, const float* local, size_t count, WireDty
   }
 }
 
+void complete_from_wire(float* dst, const float* local, uint16_t* wire, size_t count, WireDtype w, ReduceOp op,
+                        int divisor) {
+  float block[kBlock];
+  for (size_t i = 0; i < count; i += kBlock) {
+    const size_t m = std::min(kBlock, count - i);
+    decode(block, wire + i, m, w);
+    combine(block, local + i, block, m, DataType::Float32, op);
+    divide(block, m, DataType::Float32, divisor);
+    encode(wire + i, block, m, w);
+    decode(dst + i, wire + i, m, w);
+  }
+}
+
 void round_through_wire(float* p, size_t count, WireDtype w) {
   uint16_t block[kBlock];
   for (size_t i = 0; i < count; i += kBlock) {

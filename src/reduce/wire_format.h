@@ -23,6 +23,11 @@ void decode(float* dst, const uint16_t* src, size_t count, WireDtype w);
 void combine_from_wire(float* dst, const float* local, const uint16_t* wire, size_t count, WireDtype w, ReduceOp op);
 // wire[i] = encode(local[i] (op) decode(wire[i])): a hop that forwards its partial result.
 void combine_into_wire(uint16_t* wire, const float* local, size_t count, WireDtype w, ReduceOp op);
+// The last hop of a chunk's reduction, in one pass: r = local[i] (op) decode(wire[i]), divided
+// by `divisor` (avg; 1 otherwise); wire[i] = encode(r), and dst[i] = decode(wire[i]), the
+// value every rank will hold. dst may be `local`.
+void complete_from_wire(float* dst, const float* local, uint16_t* wire, size_t count, WireDtype w, ReduceOp op,
+                        int divisor);
 // p[i] = decode(encode(p[i])): the value that goes on the wire, kept by the rank that sends it.
 void round_through_wire(float* p, size_t count, WireDtype w);
 

@@ -137,6 +137,21 @@ TEST(WireFormat, FusedHopsDecodeReduceInFloat32AndEncode) {
         ASSERT_EQ(hop[i], enc(expect, w)) << "element " << i;
       }
     }
+    // The last hop: reduce, divide (avg over 3 ranks here), round once; slot and result agree.
+    for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Avg, ReduceOp::Max}) {
+      std::vector<uint16_t> slot(n);
+      rr::encode(slot.data(), partial.data(), n, w);
+      const std::vector<uint16_t> received = slot;
+      std::vector<float> out(n);
+      rr::complete_from_wire(out.data(), local.data(), slot.data(), n, w, op, op == ReduceOp::Avg ? 3 : 1);
+      for (size_t i = 0; i < n; ++i) {
+        const float b = dec(received[i], w);
+        float r = op == ReduceOp::Max ? std::max(local[i], b) : local[i] + b;
+        if (op == ReduceOp::Avg) r /= 3.0f;
+        ASSERT_EQ(slot[i], enc(r, w)) << "element " << i;
+        ASSERT_EQ(bits(out[i]), bits(dec(slot[i], w))) << "element " << i;
+      }
+    }
     std::vector<float> r = partial;
     rr::round_through_wire(r.data(), n, w);
     for (size_t i = 0; i < n; ++i) {
