@@ -6,6 +6,9 @@
 #include <arpa/inet.h>
 #include <infiniband/verbs.h>
 
+#include <poll.h>
+
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -388,6 +391,57 @@ INSTANTIATE_TEST_SUITE_P(
                       AccessCase{"NoRemoteWrite", IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ, 0, 0,
                                  soft::kVendorAccessDenied}),
     [](const auto& test) { return std::string(test.param.name); });
+
+// Makes `b`'s QP fail a write from `a` with a wrong key, which raises IBV_EVENT_QP_ACCESS_ERR on b.
+ibv_qp* qp_with_access_error(Host& a, Host& b, std::vector<uint8_t>& dst) {
+  ibv_qp* qa = a.qp();
+  ibv_qp* qb = b.qp();
+  connect(a, qa, b, qb);
+  static uint8_t src[16] = {};
+  ibv_mr* ms = a.reg(src, sizeof src);
+  ibv_mr* md = b.reg(dst.data(), dst.size());
+  EXPECT_EQ(post_write(qa, 1, src, sizeof src, ms->lkey, reinterpret_cast<uint64_t>(dst.data()), md->rkey ^ 0x10000), 0);
+  EXPECT_EQ(poll(a.cq, 1).size(), 1u);
+  // The responder raises the event as it rejects the write; give it the moment that takes.
+  pollfd p{b.ctx->async_fd, POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 5000), 1) << "no asynchronous event on the responder";
+  return qb;
+}
+
+void forget_qp(Host& h, ibv_qp* q) { std::erase(h.qps, q); }
+
+TEST(SoftVerbs, AQpOutlivesTheAcknowledgementOfItsEvents) {
+  // As libibverbs: destroying a QP waits until every event naming it that was handed out is
+  // acknowledged, so a reader may still look at event.element.qp.
+  Host a, b;
+  std::vector<uint8_t> dst(64, 0);
+  ibv_qp* qb = qp_with_access_error(a, b, dst);
+  ibv_async_event ev{};
+  ASSERT_EQ(api().get_async_event(b.ctx, &ev), 0);
+  ASSERT_EQ(ev.element.qp, qb);
+  std::atomic<bool> destroyed{false};
+  std::thread destroyer([&] {
+    EXPECT_EQ(api().destroy_qp(qb), 0);
+    destroyed = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(destroyed.load()) << "destroy_qp returned while an event naming the QP was not acknowledged";
+  EXPECT_EQ(ev.element.qp->qp_num, qb->qp_num);  // still readable
+  api().ack_async_event(&ev);
+  destroyer.join();
+  EXPECT_TRUE(destroyed.load());
+  forget_qp(b, qb);
+}
+
+TEST(SoftVerbs, DestroyingAQpDropsItsQueuedEvents) {
+  Host a, b;
+  std::vector<uint8_t> dst(64, 0);
+  ibv_qp* qb = qp_with_access_error(a, b, dst);
+  ASSERT_EQ(api().destroy_qp(qb), 0);
+  forget_qp(b, qb);
+  ibv_async_event ev{};
+  EXPECT_NE(api().get_async_event(b.ctx, &ev), 0) << "an event of a destroyed QP was handed out";
+}
 
 TEST(SoftVerbs, BadLkeyIsALocalProtectionError) {
   Host a, b;

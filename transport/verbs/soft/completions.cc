@@ -5,7 +5,8 @@
 //    the immediate;
 //  - a CQ that is full loses the entry and raises IBV_EVENT_CQ_ERR once;
 //  - a QP in the error state completes everything outstanding, and everything posted later,
-//    with IBV_WC_WR_FLUSH_ERR.
+//    with IBV_WC_WR_FLUSH_ERR;
+//  - a QP or CQ that an asynchronous event names outlives the event's acknowledgement.
 #include <cstdint>
 
 #include "transport/verbs/soft/hca.h"
@@ -28,6 +29,28 @@ void push_async(Context* c, ibv_async_event ev) {
   c->async_events.push_back(ev);
   uint64_t one = 1;
   [[maybe_unused]] ssize_t n = ::write(c->async_fd, &one, sizeof one);
+}
+
+const void* event_object(const ibv_async_event& ev) {
+  switch (ev.event_type) {
+    case IBV_EVENT_QP_FATAL:
+    case IBV_EVENT_QP_REQ_ERR:
+    case IBV_EVENT_QP_ACCESS_ERR:
+    case IBV_EVENT_COMM_EST:
+    case IBV_EVENT_SQ_DRAINED:
+    case IBV_EVENT_PATH_MIG:
+    case IBV_EVENT_PATH_MIG_ERR:
+    case IBV_EVENT_QP_LAST_WQE_REACHED: return ev.element.qp;
+    case IBV_EVENT_CQ_ERR: return ev.element.cq;
+    default: return nullptr;
+  }
+}
+
+bool retire_events_of(Context* c, std::unique_lock<std::mutex>& lk, const void* object) {
+  std::erase_if(c->async_events, [&](const ibv_async_event& ev) { return event_object(ev) == object; });
+  // Bounded: the reader acknowledges what it took at once; an event never acknowledged is a
+  // caller's bug, answered with EBUSY (the object stays) rather than a use after free.
+  return c->events_acked.wait_for(lk, kEventAckPatience, [&] { return !c->unacked_events.count(object); });
 }
 
 void push_cqe(Cq* cq, const ibv_wc& wc) {

@@ -333,8 +333,9 @@ ibv_cq* create_cq(ibv_context* context, int cqe, void* cq_context, ibv_comp_chan
 int destroy_cq(ibv_cq* q) {
   Cq* cq = of(q);
   Context* c = cq->ctx;
-  std::lock_guard lk(c->mu);
+  std::unique_lock lk(c->mu);
   if (cq->users > 0) return EBUSY;
+  if (!retire_events_of(c, lk, q)) return EBUSY;
   delete cq;
   return 0;
 }

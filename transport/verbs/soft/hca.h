@@ -3,8 +3,10 @@
 // imitates.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 #include "transport/verbs/soft/frame_checks.h"
@@ -16,6 +18,13 @@ inline constexpr size_t kBudgetPerStream = 2 << 20;  // bytes per socket per rou
 
 // ---- completions.cc: completion queues, asynchronous events, the error state ----------------
 void push_async(Context* c, ibv_async_event ev);
+// The QP or CQ an event names (nullptr for port and device events).
+const void* event_object(const ibv_async_event& ev);
+// Before a QP or CQ is destroyed, with c->mu held in `lk`: its queued events are dropped (as the
+// kernel drops them), and those already handed out are waited for until acknowledged, as
+// ibv_destroy_qp/cq wait. False when they are still not acknowledged after kEventAckPatience.
+bool retire_events_of(Context* c, std::unique_lock<std::mutex>& lk, const void* object);
+inline constexpr std::chrono::seconds kEventAckPatience{10};
 void push_cqe(Cq* cq, const ibv_wc& wc);
 void complete_send(Qp* qp, const SendWr& wr, ibv_wc_status status, uint32_t vendor);
 void complete_recv(Qp* qp, const RecvWr& wr, ibv_wc_status status, ibv_wc_opcode opcode, uint32_t bytes,

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -214,6 +215,10 @@ struct Context {
   std::atomic<bool> wake_pending{false};
   int async_fd = -1;
   std::deque<ibv_async_event> async_events;
+  // Events handed out by get_async_event and not yet acknowledged, by the QP or CQ they name:
+  // as libibverbs, destroying that object waits for their acknowledgement.
+  std::unordered_map<const void*, int> unacked_events;
+  std::condition_variable events_acked;
   std::thread service;
   std::atomic<bool> stop{false};
   bool more_work = false;  // a round left work behind: do not sleep

@@ -121,9 +121,19 @@ int get_async_event(ibv_context* context, ibv_async_event* event) {
   }
   *event = c->async_events.front();
   c->async_events.pop_front();
+  if (const void* object = event_object(*event)) ++c->unacked_events[object];
   return 0;
 }
 
-void ack_async_event(ibv_async_event*) {}
+void ack_async_event(ibv_async_event* event) {
+  const void* object = event_object(*event);
+  if (!object) return;
+  Context* c = event->event_type == IBV_EVENT_CQ_ERR ? of(event->element.cq)->ctx : of(event->element.qp)->ctx;
+  std::lock_guard lk(c->mu);
+  auto it = c->unacked_events.find(object);
+  if (it == c->unacked_events.end()) return;
+  if (--it->second == 0) c->unacked_events.erase(it);
+  c->events_acked.notify_all();
+}
 
 }  // namespace ringlink::verbs::soft

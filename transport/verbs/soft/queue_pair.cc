@@ -194,7 +194,8 @@ int query_qp(ibv_qp* q, ibv_qp_attr* attr, int, ibv_qp_init_attr* init) {
 int destroy_qp(ibv_qp* q) {
   Qp* qp = of(q);
   Context* c = qp->ctx;
-  std::lock_guard lk(c->mu);
+  std::unique_lock lk(c->mu);
+  if (!retire_events_of(c, lk, q)) return EBUSY;
   c->qps.erase(q->qp_num);
   qp->out.reset();
   qp->in.reset();
