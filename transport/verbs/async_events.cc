@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "common/log.h"
+#include "transport/verbs/async_event_kinds.h"
 #include "transport/verbs/verbs_transport_impl.h"
 
 namespace ringlink::verbs {
@@ -51,24 +52,10 @@ void AsyncEventReader::run() {
     ibv_async_event ev{};
     if (api_.get_async_event(context_, &ev) != 0) continue;
     AsyncEvent e{ev.event_type};
-    switch (ev.event_type) {
-      case IBV_EVENT_QP_FATAL:
-      case IBV_EVENT_QP_REQ_ERR:
-      case IBV_EVENT_QP_ACCESS_ERR:
-      case IBV_EVENT_COMM_EST:
-      case IBV_EVENT_SQ_DRAINED:
-      case IBV_EVENT_PATH_MIG:
-      case IBV_EVENT_PATH_MIG_ERR:
-      case IBV_EVENT_QP_LAST_WQE_REACHED: e.qp_num = ev.element.qp ? ev.element.qp->qp_num : 0; break;
-      case IBV_EVENT_PORT_ACTIVE:
-      case IBV_EVENT_PORT_ERR:
-      case IBV_EVENT_LID_CHANGE:
-      case IBV_EVENT_PKEY_CHANGE:
-      case IBV_EVENT_SM_CHANGE:
-      case IBV_EVENT_CLIENT_REREGISTER:
-      case IBV_EVENT_GID_CHANGE: e.port = ev.element.port_num; break;
-      default: break;
-    }
+    if (event_names_qp(ev.event_type))
+      e.qp_num = ev.element.qp ? ev.element.qp->qp_num : 0;
+    else if (event_names_port(ev.event_type))
+      e.port = ev.element.port_num;
     // Acknowledged at once: the element (a QP) may be destroyed only after its events are.
     api_.ack_async_event(&ev);
     {

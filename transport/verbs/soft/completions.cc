@@ -9,6 +9,7 @@
 //  - a QP or CQ that an asynchronous event names outlives the event's acknowledgement.
 #include <cstdint>
 
+#include "transport/verbs/async_event_kinds.h"
 #include "transport/verbs/soft/hca.h"
 
 namespace ringlink::verbs::soft {
@@ -32,18 +33,9 @@ void push_async(Context* c, ibv_async_event ev) {
 }
 
 const void* event_object(const ibv_async_event& ev) {
-  switch (ev.event_type) {
-    case IBV_EVENT_QP_FATAL:
-    case IBV_EVENT_QP_REQ_ERR:
-    case IBV_EVENT_QP_ACCESS_ERR:
-    case IBV_EVENT_COMM_EST:
-    case IBV_EVENT_SQ_DRAINED:
-    case IBV_EVENT_PATH_MIG:
-    case IBV_EVENT_PATH_MIG_ERR:
-    case IBV_EVENT_QP_LAST_WQE_REACHED: return ev.element.qp;
-    case IBV_EVENT_CQ_ERR: return ev.element.cq;
-    default: return nullptr;
-  }
+  if (event_names_qp(ev.event_type)) return ev.element.qp;
+  if (ev.event_type == IBV_EVENT_CQ_ERR) return ev.element.cq;
+  return nullptr;
 }
 
 bool retire_events_of(Context* c, std::unique_lock<std::mutex>& lk, const void* object) {
