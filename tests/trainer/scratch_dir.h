@@ -1,11 +1,13 @@
-// Scratch directories for the trainer tests: unique to the process, removed
-// with everything in them when the object goes away, so a failing assertion
-// leaves nothing behind either.
+// Scratch directories for the trainer tests, and the shapes datasets they generate there:
+// unique to the process, removed with everything in them when the object goes away, so a
+// failing assertion leaves nothing behind either.
 #pragma once
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 
@@ -29,3 +31,11 @@ class ScratchDir {
  private:
   std::filesystem::path path_;
 };
+
+// Writes a shapes dataset into `out` with make-shapes-dataset ($MAKE_SHAPES_DATASET, else the
+// one on PATH) and `args` (--train N --val N --img PX --seed S); throws naming the command.
+inline void make_shapes_dataset(const std::filesystem::path& out, const std::string& args) {
+  const char* tool = std::getenv("MAKE_SHAPES_DATASET");
+  const std::string cmd = std::string(tool ? tool : "make-shapes-dataset") + " --out " + out.string() + " " + args;
+  if (std::system(cmd.c_str()) != 0) throw std::runtime_error("make-shapes-dataset failed: " + cmd);
+}

@@ -29,11 +29,7 @@ const fs::path& shapes_dataset() {
   static ScratchDir root("ddp-unit-shapes");
   static bool made = false;
   if (!made) {
-    const char* tool = std::getenv("MAKE_SHAPES_DATASET");
-    if (!tool) tool = "make-shapes-dataset";
-    const std::string cmd =
-        std::string(tool) + " --out " + root.path().string() + " --train 12 --val 2 --img 96 --seed 5";
-    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("make-shapes-dataset failed: " + cmd);
+    make_shapes_dataset(root.path(), "--train 12 --val 2 --img 96 --seed 5");
     made = true;
   }
   return root.path();

@@ -20,11 +20,7 @@ const fs::path& tiny_dataset() {
   static ScratchDir root("tiny-shapes");
   static bool made = false;
   if (!made) {
-    const char* tool = std::getenv("MAKE_SHAPES_DATASET");
-    if (!tool) tool = "make-shapes-dataset";
-    const std::string cmd =
-        std::string(tool) + " --out " + root.path().string() + " --train 64 --val 8 --img 128 --seed 3";
-    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("make-shapes-dataset failed: " + cmd);
+    make_shapes_dataset(root.path(), "--train 64 --val 8 --img 128 --seed 3");
     made = true;
   }
   return root.path();
