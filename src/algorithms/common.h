@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "algorithms/staging_pool.h"
+#include "common/recycled.h"
 #include "comm/operation.h"
 #include "ringlink/error.h"
 #include "ringlink/options.h"
@@ -65,7 +66,7 @@ inline std::unique_ptr<Request> post_send(const detail::OpContext& ctx, int peer
 }
 // A schedule's receive: the message must be exactly as long as posted (a longer one already
 // fails in the transport; a shorter one means the sender runs another schedule).
-class ExactReceive final : public Request {
+class ExactReceive final : public Request, public Recycled<ExactReceive> {
  public:
   ExactReceive(std::unique_ptr<Request> inner, size_t posted, int rank, int peer, Tag tag)
       : inner_(std::move(inner)), posted_(posted), rank_(rank), peer_(peer), tag_(tag) {}

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "common/log.h"
+#include "common/recycled.h"
 #include "ringlink/error.h"
 #include "transport/ucx/endpoint_blob.h"
 
@@ -98,7 +99,7 @@ class UcxConnection final : public Connection {
   ucs_status_t failure_ = UCS_OK;
 };
 
-class UcxRequest final : public Request {
+class UcxRequest final : public Request, public Recycled<UcxRequest> {
  public:
   UcxRequest(UcxTransport& t, UcxConnection& c, bool is_recv, size_t bytes)
       : transport_(t), conn_(c), is_recv_(is_recv), bytes_(bytes) {}
