@@ -5,138 +5,244 @@
 #include "reduce/reduce.h"
 
 namespace ringlink::algo {
-namespace {
 
-// Recursive doubling over the largest power of two p <= n. Ranks p..n-1 first hand their data
-// to rank r-p and get the result back at the end. In each round partners combine as
-// op(lower rank's value, higher rank's value), so both compute bitwise the same result.
-class RecursiveDoubling final : public detail::Operation {
- public:
-  RecursiveDoubling(Args a, int rank, int size) : a_(a), rank_(rank), n_(size) {
-    p_ = 1;
-    while (p_ * 2 <= n_) p_ *= 2;
-    rounds_ = 0;
-    for (int x = p_; x > 1; x >>= 1) ++rounds_;
+RecursiveDoubling::RecursiveDoubling(const Args& a, const Signature& sig, int rank, int size, Buffers* buffers)
+    : a_(a), sig_(sig), rank_(rank), n_(size), buf_(buffers) {
+  p_ = 1;
+  while (p_ * 2 <= n_) p_ *= 2;
+  rounds_ = 0;
+  for (int x = p_; x > 1; x >>= 1) ++rounds_;
+  neighbours_[0] = (rank + 1) % size;
+  neighbours_[1] = (rank + size - 1) % size;
+  nneighbours_ = neighbours_[0] == neighbours_[1] ? 1 : 2;
+  bytes_ = a_.count * a_.elem();
+  // The first round's partner, rank ^ 1, is a ring neighbour when every rank takes part in the
+  // rounds (no ranks fold in first): its signature message then carries the data.
+  if (p_ == n_ && bytes_ <= kSignedPayloadMaxBytes) {
+    const int partner = rank ^ 1;
+    data_neighbour_ = partner == neighbours_[0] ? 0 : 1;
   }
-  const char* name() const override { return "allreduce"; }
-  int waiting_on() const override { return partner_; }
+}
 
-  void start(const detail::OpContext& ctx) override {
-    pool_ = &ctx.staging();
-    bytes_ = a_.count * a_.elem();
-    if (a_.recv != a_.send && bytes_) std::memcpy(a_.recv, a_.send, bytes_);
-    slot_ = pool_->acquire();  // the engine guarantees one free slot for a lone collective
-    stage_ = rank_ >= p_ ? Stage::ExtraSend : (rank_ < n_ - p_ ? Stage::FoldIn : Stage::Round);
+RecursiveDoubling::~RecursiveDoubling() {
+  // Posted buffers of a failed operation are not freed under the transport (see Buffers).
+  if (owned_ && pending()) owned_.release();
+}
+
+bool RecursiveDoubling::pending() const {
+  if (send_ || recv_ || !neighbour_sends_done_) return true;
+  for (int i = 0; i < nneighbours_; ++i)
+    if (!neighbour_checked_[i]) return true;
+  return false;
+}
+
+int RecursiveDoubling::waiting_on() const {
+  if (stage_ != Stage::Done) return partner_;
+  for (int i = 0; i < nneighbours_; ++i)
+    if (!neighbour_checked_[i]) return neighbours_[i];
+  return -1;
+}
+
+void RecursiveDoubling::start(const detail::OpContext& ctx) {
+  if (!buf_) {
+    owned_ = std::make_unique<Buffers>();
+    buf_ = owned_.get();
   }
+  if (bytes_ > kSignedPayloadMaxBytes) {
+    buf_->large.resize(2 * (kSignatureBytes + bytes_));
+    in_ = buf_->large.data();
+    out_ = in_ + kSignatureBytes + bytes_;
+  } else {
+    in_ = buf_->in.data();
+    out_ = buf_->out.data();
+  }
+  sig_.seq = ctx.collective_seq();
+  const SignatureWire header = encode(sig_);
+  std::memcpy(buf_->header.data(), header.data(), kSignatureBytes);
+  std::memcpy(out_, header.data(), kSignatureBytes);
+  if (a_.recv != a_.send && bytes_) std::memcpy(a_.recv, a_.send, bytes_);
 
-  detail::Progress advance(const detail::OpContext& ctx) override {
-    moved_ = false;
-    if (run(ctx)) return detail::Progress::Done;
+  for (int i = 0; i < nneighbours_; ++i)
+    neighbour_recv_[i] = ctx.irecv(neighbours_[i], buf_->neighbour_in[i].data(), kSignatureMessageMaxBytes, nullptr,
+                                   detail::kSignatureTag);
+  for (int i = 0; i < nneighbours_; ++i) {
+    if (i == data_neighbour_) {
+      std::memcpy(out_ + kSignatureBytes, a_.recv, bytes_);
+      neighbour_send_[i] = ctx.isend(neighbours_[i], out_, kSignatureBytes + bytes_, nullptr, detail::kSignatureTag);
+    } else {
+      neighbour_send_[i] = ctx.isend(neighbours_[i], buf_->header.data(), kSignatureBytes, nullptr,
+                                     detail::kSignatureTag);
+    }
+  }
+  stage_ = rank_ >= p_ ? Stage::ExtraSend : (rank_ < n_ - p_ ? Stage::FoldIn : Stage::Round);
+}
+
+detail::Progress RecursiveDoubling::advance(const detail::OpContext& ctx) {
+  moved_ = false;
+  if (deferred_) {
+    // A message that did not fit: the neighbours' signatures say what the peer called.
+    try {
+      poll_neighbours();
+    } catch (const UnreadableSignature&) {
+      // The verdict names the cause; wait for it until the grace ends.
+    }
+    bool all = true;
+    for (int i = 0; i < nneighbours_; ++i) all = all && neighbour_checked_[i];
+    if (all || Clock::now() > deferred_until_) std::rethrow_exception(deferred_);
     return moved_ ? detail::Progress::Moved : detail::Progress::Waiting;
   }
+  try {
+    poll_neighbours();
+    if (stage_ != Stage::Done && run(ctx)) stage_ = Stage::Done;
+  } catch (const MismatchError&) {
+    // A peer beyond the neighbours may have called something else; the neighbours' signatures
+    // (or the job's verdict) name the calls.
+    defer(std::current_exception());
+    return detail::Progress::Moved;
+  }
+  if (stage_ == Stage::Done && !pending()) return detail::Progress::Done;
+  return moved_ ? detail::Progress::Moved : detail::Progress::Waiting;
+}
 
- private:
-  enum class Stage { ExtraSend, FoldIn, Round, FoldOut, Done };
+void RecursiveDoubling::defer(std::exception_ptr e) {
+  bool all = true;
+  for (int i = 0; i < nneighbours_; ++i) all = all && neighbour_checked_[i];
+  // The neighbours agree: the mismatch is with a rank further away, and this error names it.
+  if (all) std::rethrow_exception(e);
+  deferred_ = e;
+  deferred_until_ = Clock::now() + kSignatureGrace;
+}
 
-  // Runs stages until one waits (false) or the result is complete (true).
-  bool run(const detail::OpContext& ctx) {
-    for (;;) {
-      switch (stage_) {
-        case Stage::ExtraSend:  // rank >= p: give the data to rank - p, wait for the result
-          partner_ = rank_ - p_;
-          if (!posted_) {
-            send_ = post_send(ctx, partner_, a_.recv, bytes_, tag(0));
-            recv_ = post_recv(ctx, partner_, a_.recv, bytes_, tag(1 + rounds_));
-            posted_ = true;
-          }
-          if (!done(send_) || !done(recv_)) return false;
-          return finish();
-        case Stage::FoldIn:  // rank < n - p: absorb rank + p's data first
-          partner_ = rank_ + p_;
-          if (!posted_) {
-            recv_ = post_recv(ctx, partner_, pool_->at(slot_), bytes_, tag(0), pool_->mr());
-            posted_ = true;
-          }
-          if (!done(recv_)) return false;
-          if (bytes_) reduce::combine(a_.recv, a_.recv, pool_->at(slot_), a_.count, a_.type, a_.op);
-          next(Stage::Round);
+bool RecursiveDoubling::poll_neighbours() {
+  for (int i = 0; i < nneighbours_; ++i) {
+    if (neighbour_checked_[i] || !neighbour_recv_[i]->test()) continue;
+    const size_t payload = i == data_neighbour_ ? bytes_ : 0;
+    check_signature(sig_, rank_, neighbours_[i], buf_->neighbour_in[i].data(), neighbour_recv_[i]->bytes(), payload);
+    neighbour_checked_[i] = moved_ = true;
+    neighbour_recv_[i].reset();
+  }
+  if (!neighbour_sends_done_) {
+    bool all = true;
+    for (int i = 0; i < nneighbours_; ++i) {
+      if (neighbour_send_[i] && neighbour_send_[i]->test()) neighbour_send_[i].reset();
+      all = all && !neighbour_send_[i];
+    }
+    neighbour_sends_done_ = all;
+  }
+  return moved_;
+}
+
+std::unique_ptr<Request> RecursiveDoubling::send_value(const detail::OpContext& ctx, int peer, Tag tag) {
+  std::memcpy(out_ + kSignatureBytes, a_.recv, bytes_);
+  return ctx.isend(peer, out_, kSignatureBytes + bytes_, nullptr, tag);
+}
+
+std::unique_ptr<Request> RecursiveDoubling::recv_value(const detail::OpContext& ctx, int peer, Tag tag) {
+  return ctx.irecv(peer, in_, kSignatureBytes + bytes_, nullptr, tag);
+}
+
+bool RecursiveDoubling::received(std::unique_ptr<Request>& r, int peer) {
+  if (!r) return true;
+  if (!r->test()) return false;
+  check_signature(sig_, rank_, peer, in_, r->bytes(), bytes_);
+  r.reset();
+  return true;
+}
+
+// Runs stages until one waits (false) or the result is complete (true).
+bool RecursiveDoubling::run(const detail::OpContext& ctx) {
+  auto sent = [](std::unique_ptr<Request>& r) {
+    if (r && r->test()) r.reset();
+    return !r;
+  };
+  for (;;) {
+    switch (stage_) {
+      case Stage::ExtraSend:  // rank >= p: give the data to rank - p, wait for the result
+        partner_ = rank_ - p_;
+        if (!posted_) {
+          send_ = send_value(ctx, partner_, 0);
+          recv_ = recv_value(ctx, partner_, static_cast<Tag>(1 + rounds_));
+          posted_ = true;
+        }
+        if (!sent(send_) || !received(recv_, partner_)) return false;
+        std::memcpy(a_.recv, in_ + kSignatureBytes, bytes_);
+        averaged_ = true;  // the result arrives averaged
+        next(Stage::Done);
+        return finish();
+      case Stage::FoldIn:  // rank < n - p: absorb rank + p's data first
+        partner_ = rank_ + p_;
+        if (!posted_) {
+          recv_ = recv_value(ctx, partner_, 0);
+          posted_ = true;
+        }
+        if (!received(recv_, partner_)) return false;
+        if (bytes_) reduce::combine(a_.recv, a_.recv, in_ + kSignatureBytes, a_.count, a_.type, a_.op);
+        next(Stage::Round);
+        break;
+      case Stage::Round: {
+        if (round_ == rounds_) {
+          next(rank_ < n_ - p_ ? Stage::FoldOut : Stage::Done);
           break;
-        case Stage::Round: {
-          if (round_ == rounds_) {
-            next(rank_ < n_ - p_ ? Stage::FoldOut : Stage::Done);
-            break;
-          }
-          partner_ = rank_ ^ (1 << round_);
+        }
+        partner_ = rank_ ^ (1 << round_);
+        const std::byte* theirs = in_ + kSignatureBytes;
+        if (round_ == 0 && data_neighbour_ >= 0) {
+          // The neighbour messages carry this round; our value went out with ours.
+          if (!neighbour_checked_[data_neighbour_] || neighbour_send_[data_neighbour_]) return false;
+          theirs = buf_->neighbour_in[data_neighbour_].data() + kSignatureBytes;
+        } else {
           if (!posted_) {
-            recv_ = post_recv(ctx, partner_, pool_->at(slot_), bytes_, tag(1 + round_), pool_->mr());
-            send_ = post_send(ctx, partner_, a_.recv, bytes_, tag(1 + round_));
+            recv_ = recv_value(ctx, partner_, static_cast<Tag>(1 + round_));
+            send_ = send_value(ctx, partner_, static_cast<Tag>(1 + round_));
             posted_ = true;
           }
           // The send reads our value: it must be out before the value changes.
-          if (!done(recv_) || !done(send_)) return false;
-          if (bytes_) {
-            std::byte* mine = a_.recv;
-            const std::byte* theirs = pool_->at(slot_);
-            if (rank_ < partner_)
-              reduce::combine(mine, mine, theirs, a_.count, a_.type, a_.op);
-            else
-              reduce::combine(mine, theirs, mine, a_.count, a_.type, a_.op);
-          }
-          ++round_;
-          next(Stage::Round);
-          break;
+          if (!received(recv_, partner_) || !sent(send_)) return false;
         }
-        case Stage::FoldOut:
-          partner_ = rank_ + p_;
-          if (!posted_) {
-            if (a_.op == ReduceOp::Avg && bytes_) reduce::divide(a_.recv, a_.count, a_.type, n_);
-            averaged_ = true;
-            send_ = post_send(ctx, partner_, a_.recv, bytes_, tag(1 + rounds_));
-            posted_ = true;
-          }
-          if (!done(send_)) return false;
-          return finish();
-        case Stage::Done:
-          return finish();
+        if (bytes_) {
+          std::byte* mine = a_.recv;
+          if (rank_ < partner_)
+            reduce::combine(mine, mine, theirs, a_.count, a_.type, a_.op);
+          else
+            reduce::combine(mine, theirs, mine, a_.count, a_.type, a_.op);
+        }
+        ++round_;
+        next(Stage::Round);
+        break;
       }
+      case Stage::FoldOut:
+        partner_ = rank_ + p_;
+        if (!posted_) {
+          if (a_.op == ReduceOp::Avg && bytes_) reduce::divide(a_.recv, a_.count, a_.type, n_);
+          averaged_ = true;
+          send_ = send_value(ctx, partner_, static_cast<Tag>(1 + rounds_));
+          posted_ = true;
+        }
+        if (!sent(send_)) return false;
+        next(Stage::Done);
+        return finish();
+      case Stage::Done:
+        return finish();
     }
   }
+}
 
-  static Tag tag(int step) { return static_cast<Tag>(step); }
-  void next(Stage s) {
-    stage_ = s;
-    posted_ = false;
-    send_.reset();
-    recv_.reset();
-    moved_ = true;
-  }
-  bool finish() {
-    // Extra ranks receive the finished (already averaged) result.
-    if (!averaged_ && rank_ < p_ && a_.op == ReduceOp::Avg && bytes_) reduce::divide(a_.recv, a_.count, a_.type, n_);
-    averaged_ = true;
-    pool_->release(slot_);
-    slot_ = -1;
-    return true;
-  }
+void RecursiveDoubling::next(Stage s) {
+  stage_ = s;
+  posted_ = false;
+  moved_ = true;
+}
 
-  Args a_;
-  int rank_, n_, p_, rounds_;
-  int round_ = 0;
-  int partner_ = -1;
-  size_t bytes_ = 0;
-  StagingPool* pool_ = nullptr;
-  int slot_ = -1;
-  Stage stage_ = Stage::Round;
-  bool posted_ = false;
-  bool averaged_ = false;
-  bool moved_ = false;  // a stage finished during this advance()
-  std::unique_ptr<Request> send_, recv_;
-};
+bool RecursiveDoubling::finish() {
+  if (!averaged_ && a_.op == ReduceOp::Avg && bytes_) reduce::divide(a_.recv, a_.count, a_.type, n_);
+  averaged_ = true;
+  partner_ = -1;
+  return true;
+}
 
-}  // namespace
-
-std::unique_ptr<detail::Operation> make_recursive_doubling_allreduce(const Args& args, int rank, int size) {
-  return std::make_unique<RecursiveDoubling>(args, rank, size);
+std::unique_ptr<detail::Operation> make_recursive_doubling_allreduce(const Args& args, const Signature& sig, int rank,
+                                                                     int size) {
+  return std::make_unique<RecursiveDoubling>(args, sig, rank, size);
 }
 
 }  // namespace ringlink::algo

@@ -10,11 +10,6 @@
 namespace ringlink::algo {
 namespace {
 
-// An unreadable signature: raised as a MismatchError, after a grace for the job's verdict.
-struct FormatError : MismatchError {
-  using MismatchError::MismatchError;
-};
-
 constexpr uint64_t kMagic = 0x524C5347;  // "RLSG"
 constexpr uint64_t kVersion = 2;
 
@@ -72,7 +67,7 @@ class Signed final : public detail::Operation {
   ~Signed() override {
     // A collective that failed may leave a signature's receive or send posted, and a transport
     // that writes into advertised memory (verbs) may still do so until the communicator
-    // closes: such buffers are left allocated rather than freed under it (96 bytes a failure).
+    // closes: such buffers are left allocated rather than freed under it (8 KiB a failure).
     bool pending = false;
     for (int i = 0; i < npeers_; ++i) pending = pending || !arrived_[i] || !sends_done_;
     if (pending) wire_.release();
@@ -88,7 +83,8 @@ class Signed final : public detail::Operation {
     sig_.seq = ctx.collective_seq();
     wire_->mine = encode(sig_);
     for (int i = 0; i < npeers_; ++i)
-      recvs_[i] = ctx.irecv(peers_[i], wire_->theirs[i].data(), kSignatureBytes, nullptr, detail::kSignatureTag);
+      recvs_[i] = ctx.irecv(peers_[i], wire_->theirs[i].data(), kSignatureMessageMaxBytes, nullptr,
+                            detail::kSignatureTag);
     for (int i = 0; i < npeers_; ++i)
       sends_[i] = ctx.isend(peers_[i], wire_->mine.data(), kSignatureBytes, nullptr, detail::kSignatureTag);
     schedule_->start(ctx);
@@ -124,9 +120,6 @@ class Signed final : public detail::Operation {
   }
 
  private:
-  // How long a schedule's size error waits for the signatures that explain it (they were
-  // sent before any data, so they are normally there already).
-  static constexpr milliseconds kSignatureGrace{1000};
   // Below the transports' eager limits: such messages are sent whole, without a handshake.
   static constexpr size_t kOverlapMaxBytes = 8 * 1024;
 
@@ -138,7 +131,7 @@ class Signed final : public detail::Operation {
       arrived_[i] = moved = true;
       try {
         check(i);
-      } catch (const FormatError&) {
+      } catch (const UnreadableSignature&) {
         deferred_ = std::current_exception();
         deferred_until_ = Clock::now() + kSignatureGrace;
         await_verdict_ = true;
@@ -149,17 +142,7 @@ class Signed final : public detail::Operation {
   }
 
   void check(int i) {
-    const int peer = peers_[i];
-    const size_t got = recvs_[i]->bytes();
-    std::optional<Signature> theirs =
-        got == kSignatureBytes ? decode(std::span<const std::byte>(wire_->theirs[i].data(), got)) : std::nullopt;
-    if (!theirs)
-      throw FormatError(rank_, peer, to_string(sig_.kind),
-                          fmt::format("rank {} called {}; rank {} sent {} bytes that are not a collective signature "
-                                      "(a different ringlink version?)",
-                                      rank_, describe(sig_), peer, got));
-    if (*theirs != sig_)
-      throw MismatchError(rank_, peer, to_string(sig_.kind), mismatch_message(rank_, sig_, peer, describe(*theirs)));
+    check_signature(sig_, rank_, peers_[i], wire_->theirs[i].data(), recvs_[i]->bytes(), 0);
   }
 
   std::unique_ptr<detail::Operation> schedule_;
@@ -169,7 +152,7 @@ class Signed final : public detail::Operation {
   int npeers_ = 1;
   struct Wire {
     SignatureWire mine{};
-    SignatureWire theirs[2]{};
+    std::array<std::byte, kSignatureMessageMaxBytes> theirs[2];
   };
   std::unique_ptr<Wire> wire_ = std::make_unique<Wire>();
   bool sends_done_ = false;
@@ -227,6 +210,24 @@ std::optional<Signature> decode(std::span<const std::byte> b) {
   s.root = static_cast<int32_t>(static_cast<uint32_t>(w3));
   s.wire = static_cast<WireDtype>(wire);
   return s;
+}
+
+void check_signature(const Signature& mine, int rank, int peer, const std::byte* message, size_t bytes,
+                     size_t payload) {
+  std::optional<Signature> theirs =
+      bytes >= kSignatureBytes ? decode(std::span<const std::byte>(message, kSignatureBytes)) : std::nullopt;
+  if (!theirs)
+    throw UnreadableSignature(rank, peer, to_string(mine.kind),
+                              fmt::format("rank {} called {}; rank {} sent {} bytes that are not a collective signature "
+                                          "(a different ringlink version?)",
+                                          rank, describe(mine), peer, bytes));
+  if (*theirs != mine)
+    throw MismatchError(rank, peer, to_string(mine.kind), mismatch_message(rank, mine, peer, describe(*theirs)));
+  if (bytes != kSignatureBytes + payload)
+    throw UnreadableSignature(rank, peer, to_string(mine.kind),
+                              fmt::format("rank {} called {}, as did rank {}, which sent {} bytes where {} belong "
+                                          "(a different ringlink version?)",
+                                          rank, describe(mine), peer, bytes, kSignatureBytes + payload));
 }
 
 std::string describe(const Signature& s) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -11,6 +12,7 @@
 #include <string>
 
 #include "comm/operation.h"
+#include "ringlink/error.h"
 #include "ringlink/options.h"
 #include "ringlink/types.h"
 
@@ -39,6 +41,29 @@ using SignatureWire = std::array<std::byte, kSignatureBytes>;
 SignatureWire encode(const Signature& s);
 // nullopt when the bytes are not a signature of this version.
 std::optional<Signature> decode(std::span<const std::byte> bytes);
+
+// The most a small allreduce carries behind its signature on the signature tag
+// (recursive_doubling.h). Every receive on that tag takes a message this large, so a rank that
+// called something else reads the peer's signature rather than a truncation error.
+inline constexpr size_t kSignedPayloadMaxBytes = 4096;
+inline constexpr size_t kSignatureMessageMaxBytes = kSignatureBytes + kSignedPayloadMaxBytes;
+
+// A message where a signature was expected whose bytes are none: raised as a MismatchError once
+// the job's verdict has had a moment (a failing peer may abandon its send, and the transport
+// may then carry freed memory; the verdict names the real cause).
+struct UnreadableSignature : MismatchError {
+  using MismatchError::MismatchError;
+};
+
+// How long a message that does not fit waits for the signatures that explain it (they were sent
+// before any data, so they are normally there already), or an unreadable one for the verdict.
+inline constexpr std::chrono::milliseconds kSignatureGrace{1000};
+
+// Checks the signature at the head of a message of `bytes` from `peer`, which should carry
+// `payload` more bytes behind it: MismatchError naming both calls when the peer called something
+// else, UnreadableSignature when the bytes are no signature or the length does not fit it.
+void check_signature(const Signature& mine, int rank, int peer, const std::byte* message, size_t bytes,
+                     size_t payload);
 
 // "allreduce(count=1000, float32, sum)"; the fields that do not apply are left out.
 std::string describe(const Signature& s);

@@ -96,30 +96,50 @@ WireDtype wire_for(const Engine& e, const algo::Args& a) {
   return e.options().wire_dtype;
 }
 
-std::unique_ptr<Operation> plan_allreduce(const Engine& e, const algo::Args& a) {
+algo::Signature signature_of(algo::CollectiveKind kind, size_t count, DataType type, ReduceOp op = ReduceOp::Sum,
+                             int root = 0, WireDtype wire = WireDtype::Off) {
+  return algo::Signature{.kind = kind, .count = count, .type = type, .op = op, .root = root, .wire = wire};
+}
+
+// Every collective on more than one rank carries its signature (algorithms/signature.h).
+std::unique_ptr<Operation> signed_op(const Engine& e, std::unique_ptr<Operation> schedule, const algo::Signature& sig) {
+  if (e.size() == 1) return schedule;
+  return algo::with_signature(std::move(schedule), sig, e.rank(), e.size());
+}
+
+// Recursive doubling, the ring or the tree, by the cost model (logged once per size).
+algo::AllreduceAlgo allreduce_choice(const Engine& e, const algo::Args& a) {
   const size_t bytes = a.count * a.elem();
-  if (e.size() == 1) return local_copy("allreduce", a, a.send, a.recv, bytes);
   if (a.wire != WireDtype::Off) {
     // Only the ring carries a compressed format: it rounds each partial sum at most n times.
     log_choice(e, "allreduce", bytes, [&] { return fmt::format("ring (wire {})", to_string(a.wire)); });
-    return algo::make_ring(algo::RingMode::AllReduce, a, e.rank(), e.size(), e.chunk_bytes(), e.pipeline_depth());
+    return algo::AllreduceAlgo::Ring;
   }
-  // Recursive doubling works in one host slot: device buffers take the chunk pipeline.
+  // Recursive doubling works on whole vectors of at most a host slot: device buffers take the
+  // chunk pipeline.
   const bool rd_possible = bytes <= e.slot_bytes() && !a.device;
   auto c = algo::choose_allreduce(bytes, e.size(), e.algorithm(), rd_possible, e.cost_model(), e.chunk_bytes());
   log_choice(e, "allreduce", bytes, [&] {
     return fmt::format("{} (model: ring {:.1f} us, tree {:.1f} us, recursive doubling {})", algo::to_string(c.algo),
                        c.ring_us, c.tree_us, c.rd_us < 0 ? std::string("n/a") : fmt::format("{:.1f} us", c.rd_us));
   });
-  switch (c.algo) {
+  return c.algo;
+}
+
+// The allreduce's schedule with its signature: recursive doubling checks its own.
+std::unique_ptr<Operation> plan_allreduce(const Engine& e, const algo::Args& a, const algo::Signature& sig) {
+  const size_t bytes = a.count * a.elem();
+  if (e.size() == 1) return local_copy("allreduce", a, a.send, a.recv, bytes);
+  switch (allreduce_choice(e, a)) {
     case algo::AllreduceAlgo::RecursiveDoubling:
-      return algo::make_recursive_doubling_allreduce(a, e.rank(), e.size());
+      return algo::make_recursive_doubling_allreduce(a, sig, e.rank(), e.size());
     case algo::AllreduceAlgo::Tree:
-      return algo::make_tree_allreduce(a, e.rank(), e.size(), e.chunk_bytes(), e.pipeline_depth());
+      return signed_op(e, algo::make_tree_allreduce(a, e.rank(), e.size(), e.chunk_bytes(), e.pipeline_depth()), sig);
     case algo::AllreduceAlgo::Ring:
       break;
   }
-  return algo::make_ring(algo::RingMode::AllReduce, a, e.rank(), e.size(), e.chunk_bytes(), e.pipeline_depth());
+  return signed_op(
+      e, algo::make_ring(algo::RingMode::AllReduce, a, e.rank(), e.size(), e.chunk_bytes(), e.pipeline_depth()), sig);
 }
 
 // reduce_scatter and allgather: `a.count` is one rank's block.
@@ -166,18 +186,10 @@ std::unique_ptr<Operation> ordered(Engine& e, const algo::Args& a, std::unique_p
   return op;
 }
 
-// Every collective on more than one rank carries its signature (algorithms/signature.h).
-std::unique_ptr<Operation> signed_op(const Engine& e, std::unique_ptr<Operation> schedule, algo::CollectiveKind kind,
-                                     size_t count, DataType type, ReduceOp op = ReduceOp::Sum, int root = 0,
-                                     WireDtype wire = WireDtype::Off) {
-  if (e.size() == 1) return schedule;
-  const algo::Signature sig{.kind = kind, .count = count, .type = type, .op = op, .root = root, .wire = wire};
-  return algo::with_signature(std::move(schedule), sig, e.rank(), e.size());
-}
-
 std::unique_ptr<Operation> plan_barrier(const Engine& e) {
   if (e.size() == 1) return std::make_unique<LocalCopy>("barrier", nullptr, nullptr, 0);
-  return signed_op(e, algo::make_barrier(e.rank(), e.size()), algo::CollectiveKind::Barrier, 0, DataType::Float32);
+  return signed_op(e, algo::make_barrier(e.rank(), e.size()),
+                   signature_of(algo::CollectiveKind::Barrier, 0, DataType::Float32));
 }
 
 // ---- Each collective: check its arguments, then plan it.
@@ -187,9 +199,24 @@ std::unique_ptr<Operation> allreduce_op(Engine& e, const void* send, void* recv,
   check_buffers(e, "allreduce", send, recv, count, type);
   auto a = args_of(staging_for(e, "allreduce", send, recv), send, recv, count, type, op);
   a.wire = wire_for(e, a);
-  return ordered(e, a,
-                 signed_op(e, plan_allreduce(e, a), algo::CollectiveKind::Allreduce, count, type, op, 0, a.wire),
+  return ordered(e, a, plan_allreduce(e, a, signature_of(algo::CollectiveKind::Allreduce, count, type, op, 0, a.wire)),
                  stream);
+}
+
+// The small-message path: a blocking host allreduce that recursive doubling carries in the
+// signature messages' room runs on the calling thread with the engine's buffers when the engine
+// is idle (Engine::run_inline), allocating nothing. The messages are those of the queued path.
+bool allreduce_inline(Engine& e, const void* send, void* recv, size_t count, DataType type, ReduceOp op) {
+  algo::RecursiveDoubling::Buffers* buffers = e.inline_buffers();
+  if (!buffers || count > algo::kSignedPayloadMaxBytes / size_of(type)) return false;
+  check_buffers(e, "allreduce", send, recv, count, type);
+  auto a = args_of(staging_for(e, "allreduce", send, recv), send, recv, count, type, op);
+  if (a.device) return false;
+  a.wire = wire_for(e, a);
+  if (allreduce_choice(e, a) != algo::AllreduceAlgo::RecursiveDoubling) return false;
+  algo::RecursiveDoubling rd(a, signature_of(algo::CollectiveKind::Allreduce, count, type, op, 0, a.wire), e.rank(),
+                             e.size(), buffers);
+  return e.run_inline(rd);
 }
 
 std::unique_ptr<Operation> reduce_scatter_op(Engine& e, const void* send, void* recv, size_t count, DataType type,
@@ -199,7 +226,7 @@ std::unique_ptr<Operation> reduce_scatter_op(Engine& e, const void* send, void* 
   a.wire = wire_for(e, a);
   return ordered(e, a,
                  signed_op(e, plan_ring(e, algo::RingMode::ReduceScatter, "reduce_scatter", a),
-                           algo::CollectiveKind::ReduceScatter, count, type, op, 0, a.wire),
+                           signature_of(algo::CollectiveKind::ReduceScatter, count, type, op, 0, a.wire)),
                  stream);
 }
 
@@ -209,7 +236,7 @@ std::unique_ptr<Operation> allgather_op(Engine& e, const void* send, void* recv,
   auto a = args_of(staging_for(e, "allgather", send, recv), send, recv, count, type);
   return ordered(e, a,
                  signed_op(e, plan_ring(e, algo::RingMode::AllGather, "allgather", a),
-                           algo::CollectiveKind::Allgather, count, type),
+                           signature_of(algo::CollectiveKind::Allgather, count, type)),
                  stream);
 }
 
@@ -225,8 +252,8 @@ std::unique_ptr<Operation> rooted_op(Engine& e, bool reduce, const void* send, v
   auto a = args_of(staging_for(e, name, send, recv), send, recv, count, type, op, root);
   return ordered(e, a,
                  signed_op(e, plan_rooted(e, a, reduce),
-                           reduce ? algo::CollectiveKind::Reduce : algo::CollectiveKind::Broadcast, count, type,
-                           reduce ? op : ReduceOp::Sum, root),
+                           signature_of(reduce ? algo::CollectiveKind::Reduce : algo::CollectiveKind::Broadcast, count,
+                                        type, reduce ? op : ReduceOp::Sum, root)),
                  stream);
 }
 
@@ -238,6 +265,7 @@ Work Communicator::iallreduce(const void* sendbuf, void* recvbuf, size_t count, 
   return Work(engine_->submit(allreduce_op(*engine_, sendbuf, recvbuf, count, type, op), true));
 }
 void Communicator::allreduce(const void* sendbuf, void* recvbuf, size_t count, DataType type, ReduceOp op) {
+  if (allreduce_inline(*engine_, sendbuf, recvbuf, count, type, op)) return;
   Work(engine_->submit(allreduce_op(*engine_, sendbuf, recvbuf, count, type, op), false)).wait();
 }
 

@@ -202,6 +202,7 @@ void Engine::allocate_staging() {
   staging_ = HostBuffer(chunk_bytes_ * kStagingSlots);
   if (transport_) staging_mr_ = transport_->register_memory(staging_.data(), staging_.size(), MemoryKind::Host);
   pool_ = std::make_unique<algo::StagingPool>(staging_.as<std::byte>(), chunk_bytes_, kStagingSlots, staging_mr_.get());
+  if (size() > 1) inline_buffers_ = std::make_unique<algo::RecursiveDoubling::Buffers>();
 }
 
 void Engine::start_threads() {
@@ -355,13 +356,7 @@ bool Engine::step() {
     moved = true;
   }
   if (abort_flag_.load(std::memory_order_acquire)) {
-    std::exception_ptr e;
-    {
-      std::lock_guard lk(abort_mu_);
-      e = abort_error_;
-    }
-    if (!broken_ || has_work()) fail_everything(e);
-    abort_flag_.store(false);
+    take_watcher_verdict();
     return true;
   }
   if (p2p_.empty() && collectives_.empty()) return moved;
@@ -409,30 +404,46 @@ bool Engine::step() {
       moved = true;
     }
   } catch (...) {
-    // The transport's state with the failed peer is unknown now: fail everything, and every
-    // later operation, with this error.
-    auto e = prefer_watcher_verdict(std::current_exception());
-    try {
-      std::rethrow_exception(e);
-    } catch (const MismatchError& ex) {
-      // Ranks called different collectives: the ranks that do not exchange messages with
-      // this one would wait for data that never comes, so every rank hears it now through
-      // the store (the first report of a job wins).
-      log::warn("{}", ex.what());
-      if (store_) {
-        try {
-          store_->report_failure(ex.detail(), ex.peer(), ErrorKind::Mismatch);
-        } catch (const Error& report) {
-          log::info("could not report the mismatch to the store: {}", report.what());
-        }
-      }
-    } catch (const std::exception& ex) {
-      log::warn("{}", ex.what());
-    }
-    fail_everything(e);
+    fail_from(std::current_exception());
     moved = true;
   }
   return moved;
+}
+
+std::exception_ptr Engine::take_watcher_verdict() {
+  std::exception_ptr e;
+  {
+    std::lock_guard lk(abort_mu_);
+    e = abort_error_;
+  }
+  if (!broken_ || has_work()) fail_everything(e);
+  abort_flag_.store(false);
+  return e;
+}
+
+std::exception_ptr Engine::fail_from(std::exception_ptr error) {
+  // The transport's state with the failed peer is unknown now: fail everything, and every
+  // later operation, with this error.
+  auto e = prefer_watcher_verdict(error);
+  try {
+    std::rethrow_exception(e);
+  } catch (const MismatchError& ex) {
+    // Ranks called different collectives: the ranks that do not exchange messages with
+    // this one would wait for data that never comes, so every rank hears it now through
+    // the store (the first report of a job wins).
+    log::warn("{}", ex.what());
+    if (store_) {
+      try {
+        store_->report_failure(ex.detail(), ex.peer(), ErrorKind::Mismatch);
+      } catch (const Error& report) {
+        log::info("could not report the mismatch to the store: {}", report.what());
+      }
+    }
+  } catch (const std::exception& ex) {
+    log::warn("{}", ex.what());
+  }
+  fail_everything(e);
+  return e;
 }
 
 template <typename Pred>

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "algorithms/recursive_doubling.h"
 #include "algorithms/select.h"
 #include "algorithms/staging_pool.h"
 #include "bootstrap/store.h"
@@ -57,6 +58,15 @@ class Engine : public std::enable_shared_from_this<Engine> {
   // Waits for completion. With throw_at_deadline, a TimeoutError at `deadline` (the work goes on).
   void wait(WorkState& w, Deadline deadline, bool throw_at_deadline);
   bool test(WorkState& w);
+
+  // The small-message path: runs a collective start to finish on the calling thread when
+  // nothing else is queued or running, taking the next collective number as the queue would,
+  // so it needs no work state, no queue and no hand-off. False, having done nothing, when the
+  // engine is busy (the caller submits the operation instead); throws the operation's error.
+  bool run_inline(Operation& op);
+  // Message buffers for the inline path's recursive doubling, kept as long as the engine (a
+  // transport may write into them after a failure).
+  algo::RecursiveDoubling::Buffers* inline_buffers() { return inline_buffers_.get(); }
 
   int rank() const { return options_.rank; }
   int size() const { return options_.world_size; }
@@ -111,6 +121,11 @@ class Engine : public std::enable_shared_from_this<Engine> {
   static constexpr milliseconds kWatcherVerdictGrace{300};
   // Waits up to `at_most` for the watcher to abort the communicator; true once it has.
   bool await_watcher_verdict(milliseconds at_most);
+  // Reports and logs a failure of the running work, fails everything with it (or with the
+  // watcher's verdict that explains it), and returns the error the work ends with.
+  std::exception_ptr fail_from(std::exception_ptr error);
+  // The watcher's verdict, once it has arrived, as the error of everything outstanding.
+  std::exception_ptr take_watcher_verdict();
   void complete(const std::shared_ptr<WorkState>& w, std::exception_ptr error);
   void fail_everything(std::exception_ptr error);
   bool has_work();
@@ -131,6 +146,7 @@ class Engine : public std::enable_shared_from_this<Engine> {
   HostBuffer staging_;
   std::shared_ptr<MemoryRegion> staging_mr_;
   std::unique_ptr<algo::StagingPool> pool_;
+  std::unique_ptr<algo::RecursiveDoubling::Buffers> inline_buffers_;
   // Device buffers: the CUDA driver or, with RINGLINK_DEVICE_OPS=standin (tests), the host stand-in.
   enum class DeviceChoice { None, Cuda, Standin } device_choice_ = DeviceChoice::None;
   std::mutex device_mu_;
