@@ -140,6 +140,20 @@ TEST(Mismatch, Count) {
                              "allreduce(count=2000, float32, sum)");
 }
 
+TEST(Mismatch, SmallCount) {
+  // Both inside the small allreduce's signature messages (8 and 12 bytes).
+  expect_mismatch_everywhere([](auto& c, auto& b) { allreduce(c, b, 2, DataType::Float32, ReduceOp::Sum); },
+                             "allreduce(count=2, float32, sum)",
+                             [](auto& c, auto& b) { allreduce(c, b, 3, DataType::Float32, ReduceOp::Sum); },
+                             "allreduce(count=3, float32, sum)");
+}
+
+TEST(Mismatch, SmallAllreduceAgainstBroadcast) {
+  expect_mismatch_everywhere([](auto& c, auto& b) { allreduce(c, b, 2, DataType::Float32, ReduceOp::Sum); },
+                             "allreduce(count=2, float32, sum)", [](auto& c, auto& b) { broadcast(c, b, 2, 0); },
+                             "broadcast(count=2, float32, root=0)");
+}
+
 TEST(Mismatch, LargeCount) {
   // Several chunks and pipelined messages on both sides (512 KiB chunks).
   expect_mismatch_everywhere(
