@@ -47,6 +47,27 @@ class CompareSummary(unittest.TestCase):
         self.assertIn("ringlink-tcp against mpi-tcp, 1M busbw, 2 ranks, out of place", last)
         self.assertIn("1 of 3 ratios below 1.00x", last)
 
+    def test_wire_systems_compare_to_uncompressed_ringlink_outside_the_verdict(self):
+        class Args:
+            mode, collective, reps, wire = "oop", "allreduce", 1, "bf16"
+        results = {
+            ("ringlink-tcp", 2): [self.doc([(8, 0.001, 10.0), (64 << 20, 1.0, 0.0)])],
+            ("ringlink-tcp-bf16", 2): [self.doc([(8, 0.001, 20.0), (64 << 20, 1.5, 0.0)])],
+            ("mpi-tcp", 2): [self.doc([(8, 0.001, 12.0), (64 << 20, 0.9, 0.0)])],
+        }
+        systems = ["ringlink-tcp", "ringlink-tcp-bf16", "mpi-tcp"]
+        text = self.cp.summarize(results, systems, [8, 64 << 20], [2], Args, "# h")
+        self.assertIn("tcp-bf16/ringlink-tcp", text)
+        self.assertIn("1.50x", text)  # the gain at 64M
+        last = text.splitlines()[-1]
+        # The 8-byte bf16 time (0.50x of the uncompressed) is not a ratio against a peer.
+        self.assertIn("slowest ratio: 1.11x, ringlink-tcp against mpi-tcp, 64M busbw", last)
+        cmd, env = self.cp.command("ringlink-tcp-bf16", "/b", 2, ["allreduce"], 60)
+        self.assertEqual(env["RINGLINK_WIRE_DTYPE"], "bf16")
+        self.assertEqual(env["UCX_TLS"], "tcp")
+        self.assertEqual(self.cp.split_wire("ringlink-shm-fp16"), ("ringlink-shm", "fp16"))
+        self.assertEqual(self.cp.split_wire("mpi-tcp"), ("mpi-tcp", None))
+
     def test_says_so_when_nothing_compares(self):
         self.assertIn("none", self.cp.slowest_ratio_line([]))
 
