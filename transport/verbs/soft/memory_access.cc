@@ -6,6 +6,7 @@
 //  - a region deregistered while a payload streams in is no longer written.
 // Device memory (registered through dma-buf) is reached with CUDA driver copies.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "transport/verbs/soft/hca.h"
@@ -39,9 +40,26 @@ uint32_t check_remote(Context* c, Qp* qp, uint64_t addr, uint64_t length, uint32
 
 bool segment_alive(Context* c, const Segment& seg) { return seg.key == 0 || c->mrs.count(seg.key) > 0; }
 
+// Host memory is written as an HCA's DMA writes it: in ascending address order, word by word,
+// each store a release, so a reader that polls a word (a CTS entry's closing sequence number)
+// with an acquire load sees every byte written before it. memcpy gives neither the order nor,
+// for the C++ memory model, the right to poll memory it writes.
+static void dma_write(std::byte* dst, const std::byte* src, size_t n) {
+  size_t i = 0;
+  for (; i < n && reinterpret_cast<uintptr_t>(dst + i) % 8 != 0; ++i)
+    __atomic_store_n(reinterpret_cast<uint8_t*>(dst + i), static_cast<uint8_t>(src[i]), __ATOMIC_RELEASE);
+  for (; i + 8 <= n; i += 8) {
+    uint64_t word;
+    std::memcpy(&word, src + i, 8);
+    __atomic_store_n(reinterpret_cast<uint64_t*>(dst + i), word, __ATOMIC_RELEASE);
+  }
+  for (; i < n; ++i)
+    __atomic_store_n(reinterpret_cast<uint8_t*>(dst + i), static_cast<uint8_t>(src[i]), __ATOMIC_RELEASE);
+}
+
 bool copy_to(const Segment& dst, size_t off, const std::byte* src, size_t n) {
   if (!dst.cuda_ctx) {
-    std::memcpy(dst.ptr + off, src, n);
+    dma_write(dst.ptr + off, src, n);
     return true;
   }
   const cuda::CudaDriver* cuda = cuda::cuda_driver();
