@@ -67,7 +67,7 @@ void RecursiveDoubling::start(const detail::OpContext& ctx) {
                                    detail::kSignatureTag);
   for (int i = 0; i < nneighbours_; ++i) {
     if (i == data_neighbour_) {
-      std::memcpy(out_ + kSignatureBytes, a_.recv, bytes_);
+      if (bytes_ > 0) std::memcpy(out_ + kSignatureBytes, a_.recv, bytes_);
       neighbour_send_[i] = ctx.isend(neighbours_[i], out_, kSignatureBytes + bytes_, nullptr, detail::kSignatureTag);
     } else {
       neighbour_send_[i] = ctx.isend(neighbours_[i], buf_->header.data(), kSignatureBytes, nullptr,
@@ -133,7 +133,7 @@ bool RecursiveDoubling::poll_neighbours() {
 }
 
 std::unique_ptr<Request> RecursiveDoubling::send_value(const detail::OpContext& ctx, int peer, Tag tag) {
-  std::memcpy(out_ + kSignatureBytes, a_.recv, bytes_);
+  if (bytes_ > 0) std::memcpy(out_ + kSignatureBytes, a_.recv, bytes_);  // a zero count has no buffer
   return ctx.isend(peer, out_, kSignatureBytes + bytes_, nullptr, tag);
 }
 
@@ -165,7 +165,7 @@ bool RecursiveDoubling::run(const detail::OpContext& ctx) {
           posted_ = true;
         }
         if (!sent(send_) || !received(recv_, partner_)) return false;
-        std::memcpy(a_.recv, in_ + kSignatureBytes, bytes_);
+        if (bytes_ > 0) std::memcpy(a_.recv, in_ + kSignatureBytes, bytes_);
         averaged_ = true;  // the result arrives averaged
         next(Stage::Done);
         return finish();
