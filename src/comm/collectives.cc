@@ -126,6 +126,14 @@ algo::AllreduceAlgo allreduce_choice(const Engine& e, const algo::Args& a) {
   return c.algo;
 }
 
+// The wire format of an allreduce: a compressed one pays where bandwidth does, so a vector that
+// recursive doubling would carry whole (latency-bound) goes exact, and as quick as without it.
+WireDtype allreduce_wire(const Engine& e, algo::Args a) {
+  const WireDtype wire = wire_for(e, a);
+  if (wire == WireDtype::Off) return wire;
+  return allreduce_choice(e, a) == algo::AllreduceAlgo::RecursiveDoubling ? WireDtype::Off : wire;
+}
+
 // The allreduce's schedule with its signature: recursive doubling checks its own.
 std::unique_ptr<Operation> plan_allreduce(const Engine& e, const algo::Args& a, const algo::Signature& sig) {
   const size_t bytes = a.count * a.elem();
@@ -198,7 +206,7 @@ std::unique_ptr<Operation> allreduce_op(Engine& e, const void* send, void* recv,
                                         ReduceOp op, const CudaStream* stream = nullptr) {
   check_buffers(e, "allreduce", send, recv, count, type);
   auto a = args_of(staging_for(e, "allreduce", send, recv), send, recv, count, type, op);
-  a.wire = wire_for(e, a);
+  a.wire = allreduce_wire(e, a);
   return ordered(e, a, plan_allreduce(e, a, signature_of(algo::CollectiveKind::Allreduce, count, type, op, 0, a.wire)),
                  stream);
 }
@@ -211,9 +219,7 @@ bool allreduce_inline(Engine& e, const void* send, void* recv, size_t count, Dat
   if (!buffers || count > algo::kSignedPayloadMaxBytes / size_of(type)) return false;
   check_buffers(e, "allreduce", send, recv, count, type);
   auto a = args_of(staging_for(e, "allreduce", send, recv), send, recv, count, type, op);
-  if (a.device) return false;
-  a.wire = wire_for(e, a);
-  if (allreduce_choice(e, a) != algo::AllreduceAlgo::RecursiveDoubling) return false;
+  if (a.device || allreduce_choice(e, a) != algo::AllreduceAlgo::RecursiveDoubling) return false;
   algo::RecursiveDoubling rd(a, signature_of(algo::CollectiveKind::Allreduce, count, type, op, 0, a.wire), e.rank(),
                              e.size(), buffers);
   return e.run_inline(rd);

@@ -200,6 +200,22 @@ TEST(WireFormatLeavesOthersAlone, IntegersStayExact) {
   }
 }
 
+// A vector recursive doubling carries whole is latency-bound: it goes exact with a format set,
+// bitwise as without one.
+TEST(WireFormatLeavesOthersAlone, SmallAllreducesStayExact) {
+  Communicator& with = comm(WireDtype::BF16, 0);
+  Communicator& without = comm(WireDtype::Off, 0);
+  const int me = with.rank();
+  for (size_t count : {size_t{1}, size_t{2}, size_t{100}}) {
+    std::vector<float> in(count), a(count), b(count);
+    // 1 + 2^-20 and its like: bf16 (8 significant bits) cannot hold them.
+    for (size_t i = 0; i < count; ++i) in[i] = 1.0f + 0x1p-20f * static_cast<float>(me + 1 + i);
+    with.allreduce(in.data(), a.data(), count, DataType::Float32, ReduceOp::Sum);
+    without.allreduce(in.data(), b.data(), count, DataType::Float32, ReduceOp::Sum);
+    for (size_t i = 0; i < count; ++i) ASSERT_EQ(a[i], b[i]) << "count " << count << ", element " << i;
+  }
+}
+
 // float64 is not compressed either: it carries values no float32, let alone bf16, holds.
 TEST(WireFormatLeavesOthersAlone, Float64KeepsItsPrecision) {
   Communicator& c = comm(WireDtype::BF16, 4096);
