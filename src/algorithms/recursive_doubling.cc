@@ -29,12 +29,13 @@ RecursiveDoubling::~RecursiveDoubling() {
   if (owned_ && pending()) owned_.release();
 }
 
-bool RecursiveDoubling::pending() const {
-  if (send_ || recv_ || !neighbour_sends_done_) return true;
+bool RecursiveDoubling::neighbours_checked() const {
   for (int i = 0; i < nneighbours_; ++i)
-    if (!neighbour_checked_[i]) return true;
-  return false;
+    if (!neighbour_checked_[i]) return false;
+  return true;
 }
+
+bool RecursiveDoubling::pending() const { return send_ || recv_ || !neighbour_sends_done_ || !neighbours_checked(); }
 
 int RecursiveDoubling::waiting_on() const {
   if (stage_ != Stage::Done) return partner_;
@@ -86,9 +87,7 @@ detail::Progress RecursiveDoubling::advance(const detail::OpContext& ctx) {
     } catch (const UnreadableSignature&) {
       // The verdict names the cause; wait for it until the grace ends.
     }
-    bool all = true;
-    for (int i = 0; i < nneighbours_; ++i) all = all && neighbour_checked_[i];
-    if (all || Clock::now() > deferred_until_) std::rethrow_exception(deferred_);
+    if (neighbours_checked() || Clock::now() > deferred_until_) std::rethrow_exception(deferred_);
     return moved_ ? detail::Progress::Moved : detail::Progress::Waiting;
   }
   try {
@@ -105,10 +104,8 @@ detail::Progress RecursiveDoubling::advance(const detail::OpContext& ctx) {
 }
 
 void RecursiveDoubling::defer(std::exception_ptr e) {
-  bool all = true;
-  for (int i = 0; i < nneighbours_; ++i) all = all && neighbour_checked_[i];
   // The neighbours agree: the mismatch is with a rank further away, and this error names it.
-  if (all) std::rethrow_exception(e);
+  if (neighbours_checked()) std::rethrow_exception(e);
   deferred_ = e;
   deferred_until_ = Clock::now() + kSignatureGrace;
 }

@@ -62,6 +62,7 @@ class RecursiveDoubling final : public detail::Operation {
   // briefly, the job's verdict) before raising it.
   void defer(std::exception_ptr e);
   bool pending() const;
+  bool neighbours_checked() const;  // both neighbours' signatures arrived and agree
 
   Args a_;
   Signature sig_;
