@@ -455,10 +455,13 @@ void Engine::drive_until(Pred done, Deadline deadline) {
       continue;
     }
     if (deadline.expired()) return;
-    // Spin briefly (latency), then yield the core.
-    if (++idle > spins_before_yield_) sched_yield();
-    if (idle > 20000) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    idle_pause(++idle);
   }
+}
+
+void Engine::idle_pause(int idle) const {
+  if (idle > spins_before_yield_) sched_yield();
+  if (idle > 20000) std::this_thread::sleep_for(std::chrono::microseconds(50));
 }
 
 void Engine::wait(WorkState& w, Deadline deadline, bool throw_at_deadline) {

@@ -111,6 +111,9 @@ class Engine : public std::enable_shared_from_this<Engine> {
   [[noreturn]] void raise_silence(Operation& op);
   template <typename Pred>
   void drive_until(Pred done, Deadline deadline);
+  // After `idle` driver turns in a row that moved nothing: spin briefly (latency), then yield
+  // the core, then sleep in short naps.
+  void idle_pause(int idle) const;
   void progress_thread_main();
   void watcher_thread_main();
   // Fails everything with the watcher's first failure (later ones are its consequences).

@@ -1,10 +1,6 @@
 // The engine's inline path: a small collective driven on the caller's thread from start to
 // finish, when the engine is idle. An 8-byte allreduce is then one message exchange and the
 // loop that waits for it; the queue, the work state and the progress thread stay out of it.
-#include <sched.h>
-
-#include <thread>
-
 #include "comm/engine.h"
 
 namespace ringlink::detail {
@@ -48,9 +44,7 @@ bool Engine::run_inline(Operation& op) {
           raise_silence(op);
         }
       }
-      // Spin briefly (latency), then yield the core, as drive_until does.
-      if (idle > spins_before_yield_) sched_yield();
-      if (idle > 20000) std::this_thread::sleep_for(std::chrono::microseconds(50));
+      idle_pause(idle);
     }
   } catch (...) {
     error = fail_from(std::current_exception());
